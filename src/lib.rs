@@ -1,0 +1,21 @@
+//! fastflow: MLflow-compatible experiment tracking whose logging calls only hand a record to
+//! a batched background writer.
+//!
+//! The core (store, writer, validation, errors) is plain Rust; `python` is the PyO3 layer,
+//! built only with the `python` feature.
+
+pub mod entities;
+pub mod error;
+pub mod interner;
+pub mod process;
+pub mod runs;
+pub mod schema;
+pub mod store;
+pub mod uri;
+pub mod validation;
+pub mod writer;
+
+#[cfg(feature = "python")]
+mod python;
+
+pub use error::{Error, ErrorCode, Result};

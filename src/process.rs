@@ -1,0 +1,91 @@
+//! Per-process state: the key interner and one engine (store + writer thread) per database.
+//!
+//! A forked child inherits this memory but not the writer threads, and any lock in it may
+//! have been held by a thread that no longer exists. So after a fork the child starts a new
+//! generation and never touches the old one again: the old state is leaked, not dropped.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
+
+use crate::error::Result;
+use crate::interner::Interner;
+use crate::writer::{Config, Engine};
+
+pub struct Process {
+    pub generation: u64,
+    pub interner: Arc<Interner>,
+    engines: Mutex<FxHashMap<PathBuf, Arc<Engine>>>,
+}
+
+static CURRENT: AtomicPtr<Process> = AtomicPtr::new(std::ptr::null_mut());
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+fn fresh(generation: u64) -> &'static Process {
+    Box::leak(Box::new(Process {
+        generation,
+        interner: Arc::new(Interner::default()),
+        engines: Mutex::new(FxHashMap::default()),
+    }))
+}
+
+/// This process's state, created on first use.
+#[inline]
+pub fn current() -> &'static Process {
+    let ptr = CURRENT.load(Ordering::Acquire);
+    if !ptr.is_null() {
+        // SAFETY: every pointer stored in CURRENT comes from `Box::leak` and is never freed.
+        return unsafe { &*ptr };
+    }
+    let candidate = fresh(GENERATION.load(Ordering::Acquire)) as *const Process as *mut Process;
+    match CURRENT.compare_exchange(
+        std::ptr::null_mut(),
+        candidate,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        Ok(_) => unsafe { &*candidate },
+        // Another thread won the race; the spare is a few empty maps, left leaked.
+        Err(winner) => unsafe { &*winner },
+    }
+}
+
+/// The generation that thread-local caches compare against; it changes in a forked child.
+#[inline]
+pub fn generation() -> u64 {
+    GENERATION.load(Ordering::Relaxed)
+}
+
+/// Called in a forked child before it runs any other code of ours.
+pub fn start_new_generation() {
+    let generation = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
+    CURRENT.store(
+        fresh(generation) as *const Process as *mut Process,
+        Ordering::Release,
+    );
+}
+
+impl Process {
+    /// The engine for the store at `path`, starting it (and creating the store) on first use.
+    pub fn engine(&self, path: &Path, artifact_root: &str) -> Result<Arc<Engine>> {
+        let mut engines = self.engines.lock();
+        if let Some(engine) = engines.get(path) {
+            return Ok(engine.clone());
+        }
+        let engine = Arc::new(Engine::start(
+            path,
+            artifact_root,
+            self.interner.clone(),
+            Config::from_env(),
+        )?);
+        engines.insert(path.to_path_buf(), engine.clone());
+        Ok(engine)
+    }
+
+    pub fn engines(&self) -> Vec<Arc<Engine>> {
+        self.engines.lock().values().cloned().collect()
+    }
+}

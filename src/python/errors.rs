@@ -1,0 +1,38 @@
+//! The one place where core errors become Python exceptions.
+
+use pyo3::exceptions::PyKeyboardInterrupt;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyType};
+
+use crate::error::Error;
+
+static MLFLOW_EXCEPTION: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// `fastflow.exceptions.MlflowException(message, error_code=...)`, MLflow's shape.
+pub fn mlflow_exception(py: Python<'_>, message: &str, error_code: &str) -> PyErr {
+    let built = (|| -> PyResult<PyErr> {
+        let class = MLFLOW_EXCEPTION.import(py, "fastflow.exceptions", "MlflowException")?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("error_code", error_code)?;
+        Ok(PyErr::from_value(class.call((message,), Some(&kwargs))?))
+    })();
+    built.unwrap_or_else(|err| err)
+}
+
+pub fn to_pyerr(py: Python<'_>, error: Error) -> PyErr {
+    match error {
+        Error::Interrupted => PyKeyboardInterrupt::new_err(()),
+        other => mlflow_exception(py, &other.to_string(), other.code().as_str()),
+    }
+}
+
+pub trait IntoPyResult<T> {
+    fn into_py(self, py: Python<'_>) -> PyResult<T>;
+}
+
+impl<T> IntoPyResult<T> for crate::Result<T> {
+    fn into_py(self, py: Python<'_>) -> PyResult<T> {
+        self.map_err(|e| to_pyerr(py, e))
+    }
+}

@@ -1,0 +1,20 @@
+//! The `fastflow._fastflow` extension module.
+
+mod errors;
+mod metrics;
+mod tracker;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _fastflow(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("ALEMBIC_HEAD", crate::schema::ALEMBIC_HEAD)?;
+    m.add_class::<tracker::Tracker>()?;
+    m.add_function(wrap_pyfunction!(metrics::log_metric, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::log_metrics, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::_set_thread_run, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::_after_fork_in_child, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::_flush_all, m)?)?;
+    Ok(())
+}

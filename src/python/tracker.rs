@@ -1,0 +1,350 @@
+//! `Tracker`: a handle on one store, with MLflow's store operations. Arguments become owned
+//! Rust values first; the wait for the writer happens with the GIL released.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+
+use super::errors::{to_pyerr, IntoPyResult};
+use super::metrics::{self, metric_record};
+use crate::entities::{self, Experiment, Metric, Run, RunInfo};
+use crate::error::{Error, Result};
+use crate::process;
+use crate::runs::RunSlot;
+use crate::validation::{self, Checked, KeyKind};
+use crate::writer::{Engine, WriterState};
+
+type ExperimentTuple = (String, String, String, String, Option<i64>, Option<i64>, Vec<(String, String)>);
+type RunInfoTuple = (String, String, String, String, String, Option<i64>, Option<i64>, String, String);
+type MetricTuple = (String, f64, i64, i64);
+type RunTuple = (RunInfoTuple, Vec<MetricTuple>, Vec<(String, String)>, Vec<(String, String)>);
+
+fn experiment_tuple(e: Experiment) -> ExperimentTuple {
+    (e.experiment_id, e.name, e.artifact_location, e.lifecycle_stage, e.creation_time, e.last_update_time, e.tags)
+}
+
+fn info_tuple(i: RunInfo) -> RunInfoTuple {
+    (i.run_id, i.experiment_id, i.run_name, i.user_id, i.status, i.start_time, i.end_time, i.artifact_uri, i.lifecycle_stage)
+}
+
+fn metric_tuple(m: Metric) -> MetricTuple {
+    (m.key, m.value, m.timestamp, m.step)
+}
+
+fn run_tuple(r: Run) -> RunTuple {
+    (info_tuple(r.info), r.metrics.into_iter().map(metric_tuple).collect(), r.params, r.tags)
+}
+
+/// Runs `job` on the store's writer and waits for its answer without the GIL, checking for
+/// Ctrl-C while it waits. A write failure reported since the last call is raised first.
+pub fn run_job<T, F>(py: Python<'_>, engine: &Engine, job: F) -> PyResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut WriterState) -> Result<T> + Send + 'static,
+{
+    if let Some(error) = engine.shared.take_error() {
+        return Err(to_pyerr(py, error));
+    }
+    submit_and_wait(py, engine, job)
+}
+
+/// Waits until everything logged to this store is written, or says why it is not.
+pub fn flush_engine(py: Python<'_>, engine: &Engine) -> PyResult<()> {
+    submit_and_wait(py, engine, |s: &mut WriterState| s.flush())
+}
+
+fn submit_and_wait<T, F>(py: Python<'_>, engine: &Engine, job: F) -> PyResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut WriterState) -> Result<T> + Send + 'static,
+{
+    let mut interrupt: Option<PyErr> = None;
+    let result = py.detach(|| {
+        let mut keep_waiting = super::metrics::signal_check(&mut interrupt);
+        let answer = engine.submit(job, &mut keep_waiting)?;
+        Engine::wait(&answer, &mut keep_waiting)
+    });
+    result.map_err(|error| super::metrics::raise(py, error, interrupt))
+}
+
+fn truncate_env() -> bool {
+    match std::env::var("MLFLOW_TRUNCATE_LONG_VALUES") {
+        Ok(v) => !matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no" | "off"),
+        Err(_) => true,
+    }
+}
+
+fn warn(py: Python<'_>, message: &str) -> PyResult<()> {
+    py.import("logging")?
+        .call_method1("getLogger", ("fastflow",))?
+        .call_method1("warning", (message,))?;
+    Ok(())
+}
+
+/// MLflow's checks on params: names, then values that are truncated or refused.
+fn checked_params(py: Python<'_>, params: Vec<(String, String)>, batch: bool) -> PyResult<Vec<(String, String)>> {
+    let truncate = truncate_env();
+    let mut out = Vec::with_capacity(params.len());
+    for (index, (key, value)) in params.into_iter().enumerate() {
+        let path = if batch { format!("params[{index}].key") } else { "key".to_string() };
+        validation::validate_key(KeyKind::Param, &key, &path).into_py(py)?;
+        match validation::validate_param_value(&value, truncate).into_py(py)? {
+            Checked::Fits => out.push((key, value)),
+            Checked::Truncated { warning, value } => {
+                warn(py, &warning)?;
+                out.push((key, value));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn checked_tags(py: Python<'_>, tags: Vec<(String, String)>, batch: bool) -> PyResult<Vec<(String, String)>> {
+    let truncate = truncate_env();
+    let mut out = Vec::with_capacity(tags.len());
+    for (index, (key, value)) in tags.into_iter().enumerate() {
+        let (key_path, value_path) = if batch {
+            (format!("tags[{index}].key"), format!("tags[{index}].value"))
+        } else {
+            ("key".to_string(), "value".to_string())
+        };
+        validation::validate_key(KeyKind::Tag, &key, &key_path).into_py(py)?;
+        match validation::validate_tag_value(&value, &value_path, truncate).into_py(py)? {
+            Checked::Fits => out.push((key, value)),
+            Checked::Truncated { warning, value } => {
+                warn(py, &warning)?;
+                out.push((key, value));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[pyclass(module = "fastflow._fastflow", frozen)]
+pub struct Tracker {
+    #[pyo3(get)]
+    uri: String,
+    path: PathBuf,
+    artifact_root: String,
+}
+
+impl Tracker {
+    pub fn engine(&self, py: Python<'_>) -> PyResult<Arc<Engine>> {
+        let path = self.path.clone();
+        let root = self.artifact_root.clone();
+        py.detach(move || process::current().engine(&path, &root)).into_py(py)
+    }
+
+    /// The slot of `run_id`, checking the store once for runs this process has not seen.
+    pub fn run_slot(&self, py: Python<'_>, engine: &Arc<Engine>, run_id: &str) -> PyResult<Arc<RunSlot>> {
+        if let Some(slot) = engine.runs.get(run_id) {
+            return Ok(slot);
+        }
+        validation::validate_run_id(run_id).into_py(py)?;
+        let id = run_id.to_string();
+        let stage = run_job(py, engine, move |s| s.store.run_lifecycle(&id))?;
+        match stage {
+            Some(stage) => Ok(engine.runs.register(run_id, stage == entities::LIFECYCLE_ACTIVE)),
+            None => Err(to_pyerr(py, Error::not_found(format!("Run with id={run_id} not found")))),
+        }
+    }
+}
+
+#[pymethods]
+impl Tracker {
+    /// Opens the store behind a `sqlite:///` URI, creating it with MLflow's schema if needed.
+    #[new]
+    #[pyo3(signature = (uri, artifact_root))]
+    fn new(py: Python<'_>, uri: String, artifact_root: String) -> PyResult<Self> {
+        let path = crate::uri::sqlite_path(&uri).into_py(py)?;
+        let tracker = Tracker { uri, path, artifact_root };
+        tracker.engine(py)?;
+        Ok(tracker)
+    }
+
+    #[getter]
+    fn path(&self) -> String {
+        self.path.to_string_lossy().into_owned()
+    }
+
+    #[pyo3(signature = (name, artifact_location=None, tags=Vec::new()))]
+    fn create_experiment(&self, py: Python<'_>, name: String, artifact_location: Option<String>, tags: Vec<(String, String)>) -> PyResult<String> {
+        let engine = self.engine(py)?;
+        run_job(py, &engine, move |s| s.store.create_experiment(&name, artifact_location.as_deref(), &tags))
+    }
+
+    fn get_experiment(&self, py: Python<'_>, experiment_id: String) -> PyResult<ExperimentTuple> {
+        let engine = self.engine(py)?;
+        run_job(py, &engine, move |s| s.store.get_experiment(&experiment_id)).map(experiment_tuple)
+    }
+
+    fn get_experiment_by_name(&self, py: Python<'_>, name: String) -> PyResult<Option<ExperimentTuple>> {
+        let engine = self.engine(py)?;
+        Ok(run_job(py, &engine, move |s| s.store.get_experiment_by_name(&name))?.map(experiment_tuple))
+    }
+
+    fn delete_experiment(&self, py: Python<'_>, experiment_id: String) -> PyResult<()> {
+        let engine = self.engine(py)?;
+        let runs = engine.runs.clone();
+        run_job(py, &engine, move |s| {
+            let affected = s.store.run_ids_of_experiment(&experiment_id)?;
+            s.store.delete_experiment(&experiment_id)?;
+            s.invalidate_runs();
+            for run_id in affected {
+                runs.mark(&run_id, false);
+            }
+            Ok(())
+        })
+    }
+
+    fn restore_experiment(&self, py: Python<'_>, experiment_id: String) -> PyResult<()> {
+        let engine = self.engine(py)?;
+        let runs = engine.runs.clone();
+        run_job(py, &engine, move |s| {
+            s.store.restore_experiment(&experiment_id)?;
+            for run_id in s.store.run_ids_of_experiment(&experiment_id)? {
+                runs.mark(&run_id, true);
+            }
+            s.invalidate_runs();
+            Ok(())
+        })
+    }
+
+    fn set_experiment_tags(&self, py: Python<'_>, experiment_id: String, tags: Vec<(String, String)>) -> PyResult<()> {
+        let engine = self.engine(py)?;
+        run_job(py, &engine, move |s| s.store.set_experiment_tags(&experiment_id, &tags))
+    }
+
+    #[pyo3(signature = (experiment_id, user_id, start_time, run_name, tags))]
+    fn create_run(&self, py: Python<'_>, experiment_id: String, user_id: String, start_time: i64, run_name: String, tags: Vec<(String, String)>) -> PyResult<RunTuple> {
+        let tags = checked_tags(py, tags, false)?;
+        let engine = self.engine(py)?;
+        let run = run_job(py, &engine, move |s| s.store.create_run(&experiment_id, &user_id, start_time, &run_name, &tags))?;
+        engine.runs.register(&run.info.run_id, true);
+        Ok(run_tuple(run))
+    }
+
+    fn get_run(&self, py: Python<'_>, run_id: String) -> PyResult<RunTuple> {
+        let engine = self.engine(py)?;
+        run_job(py, &engine, move |s| s.store.get_run(&run_id)).map(run_tuple)
+    }
+
+    #[pyo3(signature = (run_id, status=None, end_time=None, run_name=None))]
+    fn update_run(&self, py: Python<'_>, run_id: String, status: Option<String>, end_time: Option<i64>, run_name: Option<String>) -> PyResult<RunInfoTuple> {
+        if let Some(status) = &status {
+            entities::validate_status(status).into_py(py)?;
+        }
+        let engine = self.engine(py)?;
+        run_job(py, &engine, move |s| s.store.update_run_info(&run_id, status.as_deref(), end_time, run_name.as_deref())).map(info_tuple)
+    }
+
+    fn delete_run(&self, py: Python<'_>, run_id: String) -> PyResult<()> {
+        let engine = self.engine(py)?;
+        let id = run_id.clone();
+        run_job(py, &engine, move |s| {
+            s.store.delete_run(&id)?;
+            s.invalidate_runs();
+            Ok(())
+        })?;
+        engine.runs.mark(&run_id, false);
+        Ok(())
+    }
+
+    fn restore_run(&self, py: Python<'_>, run_id: String) -> PyResult<()> {
+        let engine = self.engine(py)?;
+        let id = run_id.clone();
+        run_job(py, &engine, move |s| {
+            s.store.restore_run(&id)?;
+            s.invalidate_runs();
+            Ok(())
+        })?;
+        engine.runs.mark(&run_id, true);
+        Ok(())
+    }
+
+    fn log_param(&self, py: Python<'_>, run_id: String, key: String, value: String) -> PyResult<()> {
+        let params = checked_params(py, vec![(key, value)], false)?;
+        let engine = self.engine(py)?;
+        run_job(py, &engine, move |s| s.store.log_params(&run_id, &params, true))
+    }
+
+    fn set_tags(&self, py: Python<'_>, run_id: String, tags: Vec<(String, String)>) -> PyResult<()> {
+        let batch = tags.len() > 1;
+        let tags = checked_tags(py, tags, batch)?;
+        let engine = self.engine(py)?;
+        run_job(py, &engine, move |s| s.store.set_tags(&run_id, &tags))
+    }
+
+    fn delete_tag(&self, py: Python<'_>, run_id: String, key: String) -> PyResult<()> {
+        let engine = self.engine(py)?;
+        run_job(py, &engine, move |s| s.store.delete_tag(&run_id, &key))
+    }
+
+    /// MLflow's `log_batch`: everything validated first; params and tags written before the
+    /// call returns (a changed param raises here); metrics queued for the writer.
+    #[pyo3(signature = (run_id, metrics, params, tags, synchronous=None))]
+    fn log_batch(&self, py: Python<'_>, run_id: String, metrics: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>, Bound<'_, PyAny>, Bound<'_, PyAny>)>, params: Vec<(String, String)>, tags: Vec<(String, String)>, synchronous: Option<bool>) -> PyResult<()> {
+        validation::validate_batch_limits(metrics.len(), params.len(), tags.len()).into_py(py)?;
+        let engine = self.engine(py)?;
+        let slot = self.run_slot(py, &engine, &run_id)?;
+        slot.check_active().into_py(py)?;
+        let single = metrics.len() == 1;
+        let mut records = Vec::with_capacity(metrics.len());
+        for (index, (key, value, timestamp, step)) in metrics.iter().enumerate() {
+            let path = if single { String::new() } else { format!("metrics[{index}]") };
+            records.push(metric_record(py, &slot, key, value, Some(timestamp), Some(step), &path)?);
+        }
+        validation::validate_unique_param_keys(params.iter().map(|(k, _)| k.as_str())).into_py(py)?;
+        let params = checked_params(py, params, true)?;
+        let tags = checked_tags(py, tags, true)?;
+        if !params.is_empty() || !tags.is_empty() {
+            let id = run_id.clone();
+            run_job(py, &engine, move |s| {
+                s.store.log_params(&id, &params, false)?;
+                s.store.set_tags(&id, &tags)
+            })?;
+        }
+        metrics::send_records(py, &engine, records)?;
+        if synchronous == Some(true) {
+            flush_engine(py, &engine)?;
+        }
+        Ok(())
+    }
+
+    /// One metric point for `run_id`, queued like the fluent `log_metric`.
+    #[pyo3(signature = (run_id, key, value, timestamp=None, step=None, synchronous=None))]
+    fn log_metric(&self, py: Python<'_>, run_id: &str, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>, timestamp: Option<&Bound<'_, PyAny>>, step: Option<&Bound<'_, PyAny>>, synchronous: Option<bool>) -> PyResult<()> {
+        let engine = self.engine(py)?;
+        if let Some(error) = engine.shared.take_error() {
+            return Err(to_pyerr(py, error));
+        }
+        let slot = self.run_slot(py, &engine, run_id)?;
+        slot.check_active().into_py(py)?;
+        let record = metric_record(py, &slot, key, value, timestamp, step, "")?;
+        metrics::send_records(py, &engine, vec![record])?;
+        if synchronous == Some(true) {
+            flush_engine(py, &engine)?;
+        }
+        Ok(())
+    }
+
+    fn get_metric_history(&self, py: Python<'_>, run_id: String, key: String) -> PyResult<Vec<MetricTuple>> {
+        let engine = self.engine(py)?;
+        let history = run_job(py, &engine, move |s| {
+            s.write_pending()?;
+            s.store.get_metric_history(&run_id, &key)
+        })?;
+        Ok(history.into_iter().map(metric_tuple).collect())
+    }
+
+    /// Waits until everything logged to this store is written.
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        let engine = self.engine(py)?;
+        flush_engine(py, &engine)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Tracker({:?})", self.uri)
+    }
+}

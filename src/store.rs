@@ -1,0 +1,813 @@
+//! The SQLite tracking store: MLflow's tables, read and written the way MLflow does.
+//!
+//! Every write runs in a `BEGIN IMMEDIATE` transaction: the write lock is taken up front, so
+//! two processes never hold read locks that both wait to upgrade (SQLite would fail one of
+//! them at once instead of waiting out the busy timeout).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
+use rustc_hash::FxHashMap;
+
+use crate::entities::{
+    now_millis, sanitize_metric_value, stored_metric_value, Experiment, Metric, Run, RunInfo,
+    LIFECYCLE_ACTIVE, LIFECYCLE_DELETED, RUN_NAME_TAG,
+};
+use crate::error::{Error, Result};
+use crate::schema::{self, Layout};
+use crate::validation::{self, json_quote};
+
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// One metric point on its way into the `metrics` table.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricRow<'a> {
+    pub run_id: &'a str,
+    pub key: &'a str,
+    pub value: f64,
+    pub timestamp: i64,
+    pub step: i64,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    layout: Layout,
+    default_artifact_root: String,
+}
+
+fn run_not_found(run_id: &str) -> Error {
+    Error::not_found(format!("Run with id={run_id} not found"))
+}
+
+fn experiment_not_found(experiment_id: &str) -> Error {
+    Error::not_found(format!("No Experiment with id={experiment_id} exists"))
+}
+
+const RUN_COLUMNS: &str = "run_uuid, experiment_id, name, user_id, status, start_time, end_time, \
+                           artifact_uri, lifecycle_stage";
+
+fn run_info_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunInfo> {
+    let experiment_id: Option<i64> = row.get(1)?;
+    Ok(RunInfo {
+        run_id: row.get(0)?,
+        experiment_id: experiment_id.map(|e| e.to_string()).unwrap_or_default(),
+        run_name: row.get::<_, Option<String>>(2)?.unwrap_or_default(),
+        user_id: row.get::<_, Option<String>>(3)?.unwrap_or_default(),
+        status: row.get::<_, Option<String>>(4)?.unwrap_or_default(),
+        start_time: row.get(5)?,
+        end_time: row.get(6)?,
+        artifact_uri: row.get::<_, Option<String>>(7)?.unwrap_or_default(),
+        lifecycle_stage: row.get::<_, Option<String>>(8)?.unwrap_or_default(),
+    })
+}
+
+/// `append_to_uri_path` for the plain paths and URIs MLflow keeps as artifact locations.
+fn join_uri(base: &str, tail: &str) -> String {
+    format!("{}/{}", base.trim_end_matches('/'), tail)
+}
+
+impl Store {
+    pub fn open(path: &Path, default_artifact_root: &str) -> Result<Store> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(path, flags)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // WAL lets readers (mlflow ui, other workers) proceed while the writer commits; the
+        // mode is stored in the file, and MLflow reads such stores as they are.
+        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON; PRAGMA case_sensitive_like = true; \
+             PRAGMA synchronous = FULL;",
+        )?;
+        let layout = schema::ensure(&mut conn, default_artifact_root)?;
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+            layout,
+            default_artifact_root: default_artifact_root.to_string(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn write(&mut self) -> Result<Transaction<'_>> {
+        Ok(self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?)
+    }
+
+    fn workspace_clause(&self) -> &'static str {
+        if self.layout.experiment_workspace {
+            " AND workspace = 'default'"
+        } else {
+            ""
+        }
+    }
+
+    // ---- experiments -------------------------------------------------------------------
+
+    pub fn create_experiment(
+        &mut self,
+        name: &str,
+        artifact_location: Option<&str>,
+        tags: &[(String, String)],
+    ) -> Result<String> {
+        validation::validate_experiment_name(name)?;
+        for (key, value) in tags {
+            validation::validate_experiment_tag(key, value)?;
+        }
+        let layout = self.layout;
+        let root = self.default_artifact_root.clone();
+        let tx = self.write()?;
+        let now = now_millis();
+        let inserted = if layout.experiment_times {
+            tx.execute(
+                "INSERT INTO experiments (name, artifact_location, lifecycle_stage, \
+                 creation_time, last_update_time) VALUES (?1, ?2, 'active', ?3, ?3)",
+                params![name, artifact_location, now],
+            )
+        } else {
+            tx.execute(
+                "INSERT INTO experiments (name, artifact_location, lifecycle_stage) \
+                 VALUES (?1, ?2, 'active')",
+                params![name, artifact_location],
+            )
+        };
+        if let Err(err) = inserted {
+            if let rusqlite::Error::SqliteFailure(e, _) = &err {
+                if e.code == rusqlite::ErrorCode::ConstraintViolation {
+                    return Err(Error::AlreadyExists(format!(
+                        "Experiment(name={name}) already exists. Error: {err}"
+                    )));
+                }
+            }
+            return Err(err.into());
+        }
+        let id = tx.last_insert_rowid();
+        if artifact_location.is_none() {
+            tx.execute(
+                "UPDATE experiments SET artifact_location = ?1 WHERE experiment_id = ?2",
+                params![join_uri(&root, &id.to_string()), id],
+            )?;
+        }
+        for (key, value) in tags {
+            tx.execute(
+                "INSERT OR REPLACE INTO experiment_tags (key, value, experiment_id) \
+                 VALUES (?1, ?2, ?3)",
+                params![key, value, id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(id.to_string())
+    }
+
+    fn experiment_from_id(conn: &Connection, layout: Layout, id: i64) -> Result<Option<Experiment>> {
+        let times = if layout.experiment_times {
+            "creation_time, last_update_time"
+        } else {
+            "NULL, NULL"
+        };
+        let row = conn
+            .query_row(
+                &format!(
+                    "SELECT experiment_id, name, artifact_location, lifecycle_stage, {times} \
+                     FROM experiments WHERE experiment_id = ?1"
+                ),
+                [id],
+                |row| {
+                    Ok(Experiment {
+                        experiment_id: row.get::<_, i64>(0)?.to_string(),
+                        name: row.get(1)?,
+                        artifact_location: row.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                        lifecycle_stage: row.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                        creation_time: row.get(4)?,
+                        last_update_time: row.get(5)?,
+                        tags: Vec::new(),
+                    })
+                },
+            )
+            .optional()?;
+        let Some(mut experiment) = row else {
+            return Ok(None);
+        };
+        let mut stmt = conn.prepare_cached(
+            "SELECT key, value FROM experiment_tags WHERE experiment_id = ?1 ORDER BY key",
+        )?;
+        experiment.tags = stmt
+            .query_map([id], |r| {
+                Ok((r.get(0)?, r.get::<_, Option<String>>(1)?.unwrap_or_default()))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(Some(experiment))
+    }
+
+    pub fn get_experiment(&self, experiment_id: &str) -> Result<Experiment> {
+        let id = validation::parse_experiment_id(experiment_id)?;
+        Self::experiment_from_id(&self.conn, self.layout, id)?
+            .ok_or_else(|| experiment_not_found(&id.to_string()))
+    }
+
+    pub fn get_experiment_by_name(&self, name: &str) -> Result<Option<Experiment>> {
+        let id: Option<i64> = self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT experiment_id FROM experiments WHERE name = ?1{}",
+                    self.workspace_clause()
+                ),
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match id {
+            Some(id) => Self::experiment_from_id(&self.conn, self.layout, id),
+            None => Ok(None),
+        }
+    }
+
+    fn set_experiment_stage(&mut self, experiment_id: &str, stage: &str) -> Result<()> {
+        let id = validation::parse_experiment_id(experiment_id)?;
+        let layout = self.layout;
+        let tx = self.write()?;
+        let current: Option<String> = tx
+            .query_row(
+                "SELECT lifecycle_stage FROM experiments WHERE experiment_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(current) = current else {
+            return Err(experiment_not_found(&id.to_string()));
+        };
+        if stage == LIFECYCLE_DELETED && current != LIFECYCLE_ACTIVE {
+            return Err(experiment_not_found(&id.to_string()));
+        }
+        if stage == LIFECYCLE_ACTIVE && current != LIFECYCLE_DELETED {
+            return Err(Error::invalid(format!(
+                "Cannot restore an active experiment. Experiment ID: {id}"
+            )));
+        }
+        let now = now_millis();
+        if layout.experiment_times {
+            tx.execute(
+                "UPDATE experiments SET lifecycle_stage = ?1, last_update_time = ?2 \
+                 WHERE experiment_id = ?3",
+                params![stage, now, id],
+            )?;
+        } else {
+            tx.execute(
+                "UPDATE experiments SET lifecycle_stage = ?1 WHERE experiment_id = ?2",
+                params![stage, id],
+            )?;
+        }
+        let deleted_time = (stage == LIFECYCLE_DELETED).then_some(now);
+        let (from, to) = if stage == LIFECYCLE_DELETED {
+            (LIFECYCLE_ACTIVE, LIFECYCLE_DELETED)
+        } else {
+            (LIFECYCLE_DELETED, LIFECYCLE_ACTIVE)
+        };
+        if layout.run_deleted_time {
+            tx.execute(
+                "UPDATE runs SET lifecycle_stage = ?1, deleted_time = ?2 \
+                 WHERE experiment_id = ?3 AND lifecycle_stage = ?4",
+                params![to, deleted_time, id, from],
+            )?;
+        } else {
+            tx.execute(
+                "UPDATE runs SET lifecycle_stage = ?1 WHERE experiment_id = ?2 \
+                 AND lifecycle_stage = ?3",
+                params![to, id, from],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn delete_experiment(&mut self, experiment_id: &str) -> Result<()> {
+        self.set_experiment_stage(experiment_id, LIFECYCLE_DELETED)
+    }
+
+    pub fn restore_experiment(&mut self, experiment_id: &str) -> Result<()> {
+        self.set_experiment_stage(experiment_id, LIFECYCLE_ACTIVE)
+    }
+
+    pub fn set_experiment_tags(
+        &mut self,
+        experiment_id: &str,
+        tags: &[(String, String)],
+    ) -> Result<()> {
+        for (key, value) in tags {
+            validation::validate_experiment_tag(key, value)?;
+        }
+        let experiment = self.get_experiment(experiment_id)?;
+        check_experiment_active(&experiment)?;
+        let tx = self.write()?;
+        for (key, value) in tags {
+            tx.execute(
+                "INSERT OR REPLACE INTO experiment_tags (key, value, experiment_id) \
+                 VALUES (?1, ?2, ?3)",
+                params![key, value, experiment.experiment_id.parse::<i64>().unwrap_or(0)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    // ---- runs --------------------------------------------------------------------------
+
+    pub fn create_run(
+        &mut self,
+        experiment_id: &str,
+        user_id: &str,
+        start_time: i64,
+        run_name: &str,
+        tags: &[(String, String)],
+    ) -> Result<Run> {
+        let experiment = self.get_experiment(experiment_id)?;
+        check_experiment_active(&experiment)?;
+        let run_id = uuid::Uuid::new_v4().simple().to_string();
+        let artifact_uri = join_uri(
+            &join_uri(&experiment.artifact_location, &run_id),
+            "artifacts",
+        );
+        let mut tags: Vec<(String, String)> = tags.to_vec();
+        if !tags.iter().any(|(k, _)| k == RUN_NAME_TAG) {
+            tags.push((RUN_NAME_TAG.to_string(), run_name.to_string()));
+        }
+        let tx = self.write()?;
+        tx.execute(
+            "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, \
+             user_id, status, start_time, end_time, source_version, lifecycle_stage, \
+             artifact_uri, experiment_id) VALUES (?1, ?2, 'UNKNOWN', '', '', ?3, 'RUNNING', ?4, \
+             NULL, '', 'active', ?5, ?6)",
+            params![
+                run_id,
+                run_name,
+                user_id,
+                start_time,
+                artifact_uri,
+                experiment.experiment_id.parse::<i64>().unwrap_or(0)
+            ],
+        )?;
+        for (key, value) in &tags {
+            tx.execute(
+                "INSERT OR REPLACE INTO tags (key, value, run_uuid) VALUES (?1, ?2, ?3)",
+                params![key, value, run_id],
+            )?;
+        }
+        tx.commit()?;
+        self.get_run(&run_id)
+    }
+
+    pub fn get_run_info(&self, run_id: &str) -> Result<RunInfo> {
+        self.conn
+            .query_row(
+                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_uuid = ?1"),
+                [run_id],
+                run_info_from_row,
+            )
+            .optional()?
+            .ok_or_else(|| run_not_found(run_id))
+    }
+
+    pub fn get_run(&self, run_id: &str) -> Result<Run> {
+        let info = self.get_run_info(run_id)?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT key, value, timestamp, step, is_nan FROM latest_metrics \
+             WHERE run_uuid = ?1 ORDER BY key",
+        )?;
+        let metrics = stmt
+            .query_map([run_id], |r| {
+                Ok(Metric {
+                    key: r.get(0)?,
+                    value: stored_metric_value(r.get(1)?, r.get(4)?),
+                    timestamp: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                    step: r.get(3)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let params = self.pairs("SELECT key, value FROM params WHERE run_uuid = ?1", run_id)?;
+        let tags = self.pairs("SELECT key, value FROM tags WHERE run_uuid = ?1", run_id)?;
+        Ok(Run {
+            info,
+            metrics,
+            params,
+            tags,
+        })
+    }
+
+    fn pairs(&self, sql: &str, run_id: &str) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let rows = stmt
+            .query_map([run_id], |r| {
+                Ok((r.get(0)?, r.get::<_, Option<String>>(1)?.unwrap_or_default()))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// The run's lifecycle stage, or `None` when the store has no such run.
+    pub fn run_lifecycle(&self, run_id: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT lifecycle_stage FROM runs WHERE run_uuid = ?1",
+                [run_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn active_run_in(tx: &Transaction<'_>, run_id: &str) -> Result<()> {
+        let stage: Option<String> = tx
+            .query_row(
+                "SELECT lifecycle_stage FROM runs WHERE run_uuid = ?1",
+                [run_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match stage {
+            None => Err(run_not_found(run_id)),
+            Some(stage) if stage != LIFECYCLE_ACTIVE => Err(run_not_active(run_id, &stage)),
+            Some(_) => Ok(()),
+        }
+    }
+
+    pub fn update_run_info(
+        &mut self,
+        run_id: &str,
+        status: Option<&str>,
+        end_time: Option<i64>,
+        run_name: Option<&str>,
+    ) -> Result<RunInfo> {
+        let tx = self.write()?;
+        Self::active_run_in(&tx, run_id)?;
+        if let Some(status) = status {
+            tx.execute(
+                "UPDATE runs SET status = ?1 WHERE run_uuid = ?2",
+                params![status, run_id],
+            )?;
+        }
+        if let Some(end_time) = end_time {
+            tx.execute(
+                "UPDATE runs SET end_time = ?1 WHERE run_uuid = ?2",
+                params![end_time, run_id],
+            )?;
+        }
+        if let Some(name) = run_name.filter(|n| !n.is_empty()) {
+            set_run_name(&tx, run_id, name)?;
+        }
+        tx.commit()?;
+        self.get_run_info(run_id)
+    }
+
+    fn set_run_stage(&mut self, run_id: &str, stage: &str) -> Result<()> {
+        let with_time = self.layout.run_deleted_time;
+        let tx = self.write()?;
+        if tx.query_row("SELECT 1 FROM runs WHERE run_uuid = ?1", [run_id], |_| Ok(()))
+            .optional()?
+            .is_none()
+        {
+            return Err(run_not_found(run_id));
+        }
+        let deleted_time = (stage == LIFECYCLE_DELETED).then(now_millis);
+        if with_time {
+            tx.execute(
+                "UPDATE runs SET lifecycle_stage = ?1, deleted_time = ?2 WHERE run_uuid = ?3",
+                params![stage, deleted_time, run_id],
+            )?;
+        } else {
+            tx.execute(
+                "UPDATE runs SET lifecycle_stage = ?1 WHERE run_uuid = ?2",
+                params![stage, run_id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn delete_run(&mut self, run_id: &str) -> Result<()> {
+        self.set_run_stage(run_id, LIFECYCLE_DELETED)
+    }
+
+    pub fn restore_run(&mut self, run_id: &str) -> Result<()> {
+        self.set_run_stage(run_id, LIFECYCLE_ACTIVE)
+    }
+
+    pub fn run_ids_of_experiment(&self, experiment_id: &str) -> Result<Vec<String>> {
+        let id = validation::parse_experiment_id(experiment_id)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT run_uuid FROM runs WHERE experiment_id = ?1")?;
+        let ids = stmt
+            .query_map([id], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(ids)
+    }
+
+    // ---- params and tags ---------------------------------------------------------------
+
+    /// Writes params that are new and refuses any that would change a logged value.
+    /// `single` picks MLflow's wording for `log_param` over the one for `log_batch`.
+    pub fn log_params(&mut self, run_id: &str, params: &[(String, String)], single: bool) -> Result<()> {
+        if params.is_empty() {
+            return Ok(());
+        }
+        let tx = self.write()?;
+        Self::active_run_in(&tx, run_id)?;
+        let mut existing: FxHashMap<String, String> = FxHashMap::default();
+        {
+            let mut stmt = tx.prepare_cached("SELECT key, value FROM params WHERE run_uuid = ?1")?;
+            let mut rows = stmt.query([run_id])?;
+            while let Some(row) = rows.next()? {
+                existing.insert(row.get(0)?, row.get(1)?);
+            }
+        }
+        let mut conflicts = Vec::new();
+        for (key, value) in params {
+            if let Some(old) = existing.get(key) {
+                if old != value {
+                    conflicts.push((key.as_str(), old.as_str(), value.as_str()));
+                }
+            }
+        }
+        if let Some(&(key, old, new)) = conflicts.first() {
+            let message = if single {
+                format!(
+                    "Changing param values is not allowed. Param with key='{key}' was already \
+                     logged with value='{old}' for run ID='{run_id}'. Attempted logging new value \
+                     '{new}'."
+                )
+            } else {
+                let listed: Vec<String> = conflicts
+                    .iter()
+                    .map(|(k, o, n)| {
+                        format!(
+                            "{{'key': {}, 'old_value': {}, 'new_value': {}}}",
+                            py_repr(k),
+                            py_repr(o),
+                            py_repr(n)
+                        )
+                    })
+                    .collect();
+                format!(
+                    "Changing param values is not allowed. Params were already logged='[{}]' for \
+                     run ID='{run_id}'.",
+                    listed.join(", ")
+                )
+            };
+            return Err(Error::invalid(message));
+        }
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO params (key, value, run_uuid) VALUES (?1, ?2, ?3)",
+            )?;
+            for (key, value) in params {
+                insert.execute(params![key, value, run_id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Upserts tags; `mlflow.runName` also renames the run, as MLflow does.
+    pub fn set_tags(&mut self, run_id: &str, tags: &[(String, String)]) -> Result<()> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        let tx = self.write()?;
+        Self::active_run_in(&tx, run_id)?;
+        for (key, value) in tags {
+            if key == RUN_NAME_TAG {
+                set_run_name(&tx, run_id, value)?;
+            } else {
+                tx.execute(
+                    "INSERT INTO tags (key, value, run_uuid) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (key, run_uuid) DO UPDATE SET value = excluded.value",
+                    params![key, value, run_id],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn delete_tag(&mut self, run_id: &str, key: &str) -> Result<()> {
+        let tx = self.write()?;
+        Self::active_run_in(&tx, run_id)?;
+        let removed = tx.execute(
+            "DELETE FROM tags WHERE run_uuid = ?1 AND key = ?2",
+            params![run_id, key],
+        )?;
+        if removed == 0 {
+            return Err(Error::not_found(format!(
+                "No tag with name: {key} in run with id {run_id}"
+            )));
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    // ---- metrics -----------------------------------------------------------------------
+
+    /// Writes points in one transaction and moves `latest_metrics` forward. A point equal to
+    /// a stored one is skipped, as the primary key would make MLflow skip it.
+    pub fn insert_metrics(&mut self, rows: &[MetricRow<'_>]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let tx = self.write()?;
+        Self::insert_metrics_in(&tx, rows)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn insert_metrics_in(tx: &Transaction<'_>, rows: &[MetricRow<'_>]) -> Result<()> {
+        // Per (run, key) the newest point of this batch; on a tie the earlier point stays,
+        // as a later equal point would not replace it in MLflow either.
+        let mut latest: FxHashMap<(&str, &str), (i64, i64, f64, bool)> = FxHashMap::default();
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO metrics (key, value, timestamp, run_uuid, step, is_nan) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for row in rows {
+                let (value, is_nan) = sanitize_metric_value(row.value);
+                insert.execute(params![row.key, value, row.timestamp, row.run_id, row.step, is_nan])?;
+                let candidate = (row.step, row.timestamp, value, is_nan);
+                latest
+                    .entry((row.run_id, row.key))
+                    .and_modify(|best| {
+                        if (candidate.0, candidate.1, candidate.2) > (best.0, best.1, best.2) {
+                            *best = candidate;
+                        }
+                    })
+                    .or_insert(candidate);
+            }
+        }
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (key, run_uuid) DO UPDATE SET value = excluded.value, \
+             timestamp = excluded.timestamp, step = excluded.step, is_nan = excluded.is_nan \
+             WHERE (excluded.step, excluded.timestamp, excluded.value) > \
+             (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value)",
+        )?;
+        let mut entries: Vec<_> = latest.into_iter().collect();
+        // A fixed order keeps lock and page access predictable across writers.
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for ((run_id, key), (step, timestamp, value, is_nan)) in entries {
+            upsert.execute(params![key, value, timestamp, step, is_nan, run_id])?;
+        }
+        Ok(())
+    }
+
+    pub fn get_metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>> {
+        if self.run_lifecycle(run_id)?.is_none() {
+            return Err(run_not_found(run_id));
+        }
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT key, value, timestamp, step, is_nan FROM metrics \
+             WHERE run_uuid = ?1 AND key = ?2 ORDER BY timestamp, step, value",
+        )?;
+        let rows = stmt
+            .query_map(params![run_id, key], |r| {
+                Ok(Metric {
+                    key: r.get(0)?,
+                    value: stored_metric_value(r.get(1)?, r.get(4)?),
+                    timestamp: r.get(2)?,
+                    step: r.get(3)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+}
+
+fn set_run_name(tx: &Transaction<'_>, run_id: &str, name: &str) -> Result<()> {
+    tx.execute(
+        "UPDATE runs SET name = ?1 WHERE run_uuid = ?2",
+        params![name, run_id],
+    )?;
+    tx.execute(
+        "INSERT INTO tags (key, value, run_uuid) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (key, run_uuid) DO UPDATE SET value = excluded.value",
+        params![RUN_NAME_TAG, name, run_id],
+    )?;
+    Ok(())
+}
+
+pub fn run_not_active(run_id: &str, stage: &str) -> Error {
+    Error::invalid(format!(
+        "The run {run_id} must be in the 'active' state. Current state is {stage}."
+    ))
+}
+
+fn check_experiment_active(experiment: &Experiment) -> Result<()> {
+    if experiment.lifecycle_stage != LIFECYCLE_ACTIVE {
+        return Err(Error::invalid(format!(
+            "The experiment {} must be in the 'active' state. Current state is {}.",
+            experiment.experiment_id, experiment.lifecycle_stage
+        )));
+    }
+    Ok(())
+}
+
+fn py_repr(s: &str) -> String {
+    // MLflow formats these with Python's repr; JSON quoting agrees for plain text and the
+    // single-quote form is what repr picks unless the text holds a quote.
+    let quoted = json_quote(s);
+    if s.contains('\'') {
+        quoted
+    } else {
+        format!("'{}'", &quoted[1..quoted.len() - 1])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("mlflow.db"), "/tmp/mlruns").unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn experiment_round_trip() {
+        let (_dir, mut store) = store();
+        let id = store
+            .create_experiment("exp", None, &[("k".into(), "v".into())])
+            .unwrap();
+        assert_eq!(id, "1");
+        let exp = store.get_experiment_by_name("exp").unwrap().unwrap();
+        assert_eq!(exp.artifact_location, "/tmp/mlruns/1");
+        assert_eq!(exp.tags, vec![("k".to_string(), "v".to_string())]);
+        let err = store.create_experiment("exp", None, &[]).unwrap_err();
+        assert!(matches!(err, Error::AlreadyExists(_)));
+        assert!(matches!(store.get_experiment("42"), Err(Error::NotFound(_))));
+    }
+
+    #[test]
+    fn params_are_immutable_and_tags_upsert() {
+        let (_dir, mut store) = store();
+        let run = store.create_run("0", "me", 1, "r", &[]).unwrap();
+        let id = run.info.run_id.clone();
+        let p = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        store.log_params(&id, &p("a", "1"), true).unwrap();
+        store.log_params(&id, &p("a", "1"), true).unwrap();
+        let err = store.log_params(&id, &p("a", "2"), true).unwrap_err();
+        assert!(err.to_string().starts_with("Changing param values is not allowed"));
+        store.set_tags(&id, &p("t", "1")).unwrap();
+        store.set_tags(&id, &p("t", "2")).unwrap();
+        store.set_tags(&id, &p(RUN_NAME_TAG, "renamed")).unwrap();
+        let run = store.get_run(&id).unwrap();
+        assert_eq!(run.info.run_name, "renamed");
+        assert!(run.tags.contains(&("t".to_string(), "2".to_string())));
+    }
+
+    #[test]
+    fn latest_metric_follows_mlflow_order() {
+        let (_dir, mut store) = store();
+        let run = store.create_run("0", "me", 1, "r", &[]).unwrap();
+        let id = run.info.run_id.as_str();
+        let row = |value, timestamp, step| MetricRow {
+            run_id: id,
+            key: "m",
+            value,
+            timestamp,
+            step,
+        };
+        store
+            .insert_metrics(&[row(1.0, 10, 5), row(f64::NAN, 11, 5), row(7.0, 9, 4)])
+            .unwrap();
+        let latest = &store.get_run(id).unwrap().metrics[0];
+        assert!(latest.value.is_nan());
+        store.insert_metrics(&[row(1.0, 10, 5)]).unwrap();
+        assert_eq!(store.get_metric_history(id, "m").unwrap().len(), 3);
+        store.insert_metrics(&[row(f64::INFINITY, 11, 5)]).unwrap();
+        let latest = &store.get_run(id).unwrap().metrics[0];
+        assert_eq!(latest.value, f64::MAX);
+    }
+
+    #[test]
+    fn deleted_runs_refuse_writes() {
+        let (_dir, mut store) = store();
+        let run = store.create_run("0", "me", 1, "r", &[]).unwrap();
+        let id = run.info.run_id.clone();
+        store.delete_run(&id).unwrap();
+        let err = store
+            .set_tags(&id, &[("a".to_string(), "b".to_string())])
+            .unwrap_err();
+        assert!(err.to_string().contains("must be in the 'active' state"));
+        store.restore_run(&id).unwrap();
+        store.set_tags(&id, &[("a".to_string(), "b".to_string())]).unwrap();
+    }
+}
