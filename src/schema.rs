@@ -14,10 +14,8 @@ pub const ALEMBIC_HEAD: &str = "dc11669786a5";
 /// as they are.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Layout {
-    pub experiment_workspace: bool,
     pub experiment_times: bool,
     pub run_deleted_time: bool,
-    pub workspaces_table: bool,
 }
 
 fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool> {
@@ -68,10 +66,8 @@ pub fn ensure(conn: &mut Connection, default_artifact_root: &str) -> Result<Layo
         )?;
     }
     let layout = Layout {
-        experiment_workspace: has_column(&tx, "experiments", "workspace")?,
         experiment_times: has_column(&tx, "experiments", "creation_time")?,
         run_deleted_time: has_column(&tx, "runs", "deleted_time")?,
-        workspaces_table: has_table(&tx, "workspaces")?,
     };
     tx.commit()?;
     Ok(layout)
@@ -85,7 +81,7 @@ mod tests {
     fn creates_every_table_once() {
         let mut conn = Connection::open_in_memory().unwrap();
         let layout = ensure(&mut conn, "/tmp/mlruns").unwrap();
-        assert!(layout.experiment_workspace && layout.experiment_times);
+        assert!(layout.experiment_times && layout.run_deleted_time);
         let tables: i64 = conn
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table'",

@@ -102,14 +102,6 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?)
     }
 
-    fn workspace_clause(&self) -> &'static str {
-        if self.layout.experiment_workspace {
-            " AND workspace = 'default'"
-        } else {
-            ""
-        }
-    }
-
     // ---- experiments -------------------------------------------------------------------
 
     pub fn create_experiment(
@@ -217,10 +209,7 @@ impl Store {
         let id: Option<i64> = self
             .conn
             .query_row(
-                &format!(
-                    "SELECT experiment_id FROM experiments WHERE name = ?1{}",
-                    self.workspace_clause()
-                ),
+                "SELECT experiment_id FROM experiments WHERE name = ?1",
                 [name],
                 |r| r.get(0),
             )
@@ -249,9 +238,7 @@ impl Store {
             return Err(experiment_not_found(&id.to_string()));
         }
         if stage == LIFECYCLE_ACTIVE && current != LIFECYCLE_DELETED {
-            return Err(Error::invalid(format!(
-                "Cannot restore an active experiment. Experiment ID: {id}"
-            )));
+            return Err(experiment_not_found(&id.to_string()));
         }
         let now = now_millis();
         if layout.experiment_times {
@@ -585,7 +572,10 @@ impl Store {
         Self::active_run_in(&tx, run_id)?;
         for (key, value) in tags {
             if key == RUN_NAME_TAG {
-                set_run_name(&tx, run_id, value)?;
+                // MLflow ignores an empty name rather than clearing the run's name.
+                if !value.is_empty() {
+                    set_run_name(&tx, run_id, value)?;
+                }
             } else {
                 tx.execute(
                     "INSERT INTO tags (key, value, run_uuid) VALUES (?1, ?2, ?3) \
@@ -669,9 +659,6 @@ impl Store {
     }
 
     pub fn get_metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>> {
-        if self.run_lifecycle(run_id)?.is_none() {
-            return Err(run_not_found(run_id));
-        }
         let mut stmt = self.conn.prepare_cached(
             "SELECT key, value, timestamp, step, is_nan FROM metrics \
              WHERE run_uuid = ?1 AND key = ?2 ORDER BY timestamp, step, value",

@@ -22,7 +22,6 @@ use crate::writer::{Engine, MetricRecord, Msg};
 /// The run that fluent calls on this thread log to, mirrored from the Python run stack.
 struct ThreadRun {
     generation: u64,
-    tracker: Py<Tracker>,
     engine: Arc<Engine>,
     slot: Arc<RunSlot>,
 }
@@ -285,30 +284,12 @@ fn try_fast(key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>, step: Option<&Boun
 fn resolve_target(py: Python<'_>, run_id: Option<&str>) -> PyResult<(Arc<Engine>, Arc<RunSlot>)> {
     let current = ACTIVE.with(|cell| {
         cell.borrow().as_ref().map(|run| {
-            (
-                run.generation,
-                run.tracker.clone_ref(py),
-                run.engine.clone(),
-                run.slot.clone(),
-            )
+(run.generation, run.engine.clone(), run.slot.clone())
         })
     });
-    if let Some((generation, tracker, engine, slot)) = current {
-        if generation == process::generation() {
-            if run_id.is_none_or(|id| id == &*slot.id) {
-                return Ok((engine, slot));
-            }
-        } else {
-            // Inherited through fork: the parent's writer does not exist here. Never drop the
-            // parent's handles in the child either (their locks may be held forever).
-            std::mem::forget(engine);
-            std::mem::forget(slot);
-            let run_id = ACTIVE.with(|cell| cell.borrow().as_ref().map(|r| r.slot.id.to_string()));
-            ACTIVE.with(|cell| std::mem::forget(cell.borrow_mut().take()));
-            if let Some(id) = run_id {
-                set_thread_run_inner(py, Some(tracker.bind(py).clone()), Some(id))?;
-                return resolve_target(py, None);
-            }
+    if let Some((generation, engine, slot)) = current {
+        if generation == process::generation() && run_id.is_none_or(|id| id == &*slot.id) {
+            return Ok((engine, slot));
         }
     }
     let hook = RUN_FOR_LOGGING.import(py, "fastflow.fluent", "_run_for_logging")?;
@@ -395,14 +376,16 @@ pub fn log_metrics(
     after_send(py, &engine, synchronous)
 }
 
-fn set_thread_run_inner(py: Python<'_>, tracker: Option<Bound<'_, Tracker>>, run_id: Option<String>) -> PyResult<()> {
+/// Called by the Python run stack whenever the top of this thread's stack changes.
+#[pyfunction]
+#[pyo3(signature = (tracker, run_id))]
+pub fn _set_thread_run(py: Python<'_>, tracker: Option<Bound<'_, Tracker>>, run_id: Option<String>) -> PyResult<()> {
     let next = match (tracker, run_id) {
         (Some(tracker), Some(run_id)) => {
             let engine = tracker.borrow().engine(py)?;
             let slot = engine.runs.register(&run_id, true);
             Some(ThreadRun {
                 generation: process::generation(),
-                tracker: tracker.unbind(),
                 engine,
                 slot,
             })
@@ -414,17 +397,13 @@ fn set_thread_run_inner(py: Python<'_>, tracker: Option<Bound<'_, Tracker>>, run
     Ok(())
 }
 
-/// Called by the Python run stack whenever the top of this thread's stack changes.
-#[pyfunction]
-#[pyo3(signature = (tracker, run_id))]
-pub fn _set_thread_run(py: Python<'_>, tracker: Option<Bound<'_, Tracker>>, run_id: Option<String>) -> PyResult<()> {
-    set_thread_run_inner(py, tracker, run_id)
-}
-
-/// Called in a forked child: the parent's writer threads and connections are not ours.
+/// Called in a forked child: the parent's writer threads and connections are not ours, and
+/// (as in MLflow) the child starts with no active run. The parent's handles are forgotten,
+/// never dropped: their locks may be held by threads that do not exist here.
 #[pyfunction]
 pub fn _after_fork_in_child() {
     process::start_new_generation();
+    ACTIVE.with(|cell| std::mem::forget(cell.take()));
 }
 
 /// Writes what every store of this process still holds (used at interpreter exit).

@@ -218,7 +218,7 @@ impl Tracker {
 
     #[pyo3(signature = (experiment_id, user_id, start_time, run_name, tags))]
     fn create_run(&self, py: Python<'_>, experiment_id: String, user_id: String, start_time: i64, run_name: String, tags: Vec<(String, String)>) -> PyResult<RunTuple> {
-        let tags = checked_tags(py, tags, false)?;
+        // MLflow stores the tags of a new run as given, without validating them.
         let engine = self.engine(py)?;
         let run = run_job(py, &engine, move |s| s.store.create_run(&experiment_id, &user_id, start_time, &run_name, &tags))?;
         engine.runs.register(&run.info.run_id, true);

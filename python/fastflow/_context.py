@@ -1,0 +1,120 @@
+"""Where runs go and what MLflow records about who started them."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import random
+import sys
+import threading
+
+from fastflow import _fastflow
+
+_DEFAULT_DB = "mlflow.db"
+
+_lock = threading.Lock()
+_tracking_uri = None
+_trackers = {}
+
+
+def set_tracking_uri(uri) -> None:
+    """Sets the tracking URI and exports it, so that child processes log to the same store."""
+    global _tracking_uri
+    if hasattr(uri, "__fspath__"):
+        uri = "sqlite:///" + os.path.abspath(os.fspath(uri))
+    _tracking_uri = str(uri)
+    os.environ["MLFLOW_TRACKING_URI"] = _tracking_uri
+
+
+def get_tracking_uri() -> str:
+    if _tracking_uri is not None:
+        return _tracking_uri
+    from_env = os.environ.get("MLFLOW_TRACKING_URI")
+    if from_env:
+        return from_env
+    return "sqlite:///" + os.path.abspath(_DEFAULT_DB)
+
+
+def _reset_tracking_uri() -> None:
+    global _tracking_uri
+    _tracking_uri = None
+
+
+def default_artifact_root() -> str:
+    return os.path.abspath("mlruns")
+
+
+def tracker(uri=None) -> _fastflow.Tracker:
+    """The store behind ``uri`` (default: the current tracking URI), opened once per process."""
+    uri = uri or get_tracking_uri()
+    found = _trackers.get(uri)
+    if found is not None:
+        return found
+    with _lock:
+        found = _trackers.get(uri)
+        if found is None:
+            found = _fastflow.Tracker(uri, default_artifact_root())
+            _trackers[uri] = found
+        return found
+
+
+def _forget_trackers_after_fork() -> None:
+    global _lock
+    _lock = threading.Lock()
+    _trackers.clear()
+
+
+def user() -> str:
+    name = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if name:
+        return name
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+def _in_notebook() -> bool:
+    shell = sys.modules.get("IPython")
+    if shell is None:
+        return False
+    try:
+        ip = shell.get_ipython()
+    except Exception:
+        return False
+    return ip is not None and "IPKernelApp" in getattr(ip, "config", {})
+
+
+def system_tags() -> dict:
+    """The tags MLflow puts on every new run: user, source name and source type."""
+    return {
+        "mlflow.user": user(),
+        "mlflow.source.name": sys.argv[0] if sys.argv else "<console>",
+        "mlflow.source.type": "NOTEBOOK" if _in_notebook() else "LOCAL",
+    }
+
+
+_ADJECTIVES = (
+    "able agile amber ample brave bright brisk calm clever cosmic crisp curious daring dashing "
+    "deft eager earnest fast fearless fleet gentle gifted glad golden grand happy hardy honest "
+    "humble jolly keen kind lively lucid lucky merry mighty nimble noble placid polite proud "
+    "quick quiet rapid ready regal robust rustic shiny silent sleek smart snappy solid spry "
+    "steady stellar sturdy sunny swift tidy tranquil trusty upbeat valiant vivid warm wise witty "
+    "zesty"
+).split()
+_NOUNS = (
+    "ant badger bat bear beaver bison boar cat cheetah colt crab crane deer dove eagle eel "
+    "falcon ferret finch fox frog gazelle gecko goat goose hare hawk heron horse ibis jay koala "
+    "lamb lark lemur lion lynx mink mole moose moth newt owl panda pig pony puffin quail rabbit "
+    "ram raven robin seal shark sheep shrew skunk sloth snail sparrow squid stag stork swan "
+    "tapir toad trout turtle vole wasp whale wolf wren yak zebra"
+).split()
+
+
+def random_run_name() -> str:
+    """A name in MLflow's style: adjective-noun-number, at most 20 characters."""
+    for _ in range(10):
+        name = f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}-{random.randint(0, 1000)}"
+        if len(name) <= 20:
+            return name
+    return name[:20]

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+
+class _MlflowObject:
+    """Equality, iteration and repr over an entity's public properties, as MLflow's have."""
+
+    def __iter__(self):
+        for prop in self._properties():
+            yield prop, self.__getattribute__(prop)
+
+    @classmethod
+    def _properties(cls):
+        return sorted(p for p in cls.__dict__ if isinstance(getattr(cls, p), property))
+
+    def __eq__(self, other):
+        if type(other) is type(self):
+            return dict(self) == dict(other)
+        return False
+
+    def __hash__(self):
+        return id(self)
+
+    def __repr__(self):
+        fields = ", ".join(f"{k}={v!r}" for k, v in self)
+        return f"<{type(self).__name__}: {fields}>"

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from fastflow.entities._base import _MlflowObject
+from fastflow.entities.metric import Metric, Param, RunTag
+
+
+class RunInfo(_MlflowObject):
+    """Metadata of a run: ids, name, status, times, artifact URI and lifecycle stage."""
+
+    def __init__(
+        self,
+        run_id,
+        experiment_id,
+        user_id,
+        status,
+        start_time,
+        end_time,
+        lifecycle_stage,
+        artifact_uri=None,
+        run_name=None,
+    ):
+        self._run_id = run_id
+        self._experiment_id = experiment_id
+        self._user_id = user_id
+        self._status = status
+        self._start_time = start_time
+        self._end_time = end_time
+        self._lifecycle_stage = lifecycle_stage
+        self._artifact_uri = artifact_uri
+        self._run_name = run_name
+
+    run_id = property(lambda self: self._run_id)
+    experiment_id = property(lambda self: self._experiment_id)
+    user_id = property(lambda self: self._user_id)
+    status = property(lambda self: self._status)
+    start_time = property(lambda self: self._start_time)
+    end_time = property(lambda self: self._end_time)
+    lifecycle_stage = property(lambda self: self._lifecycle_stage)
+    artifact_uri = property(lambda self: self._artifact_uri)
+    run_name = property(lambda self: self._run_name)
+
+    @classmethod
+    def _from_row(cls, row):
+        run_id, experiment_id, name, user, status, start, end, artifact_uri, stage = row
+        return cls(run_id, experiment_id, user, status, start, end, stage, artifact_uri, name)
+
+
+class RunData(_MlflowObject):
+    """A run's latest metric values, params and tags, as dicts."""
+
+    def __init__(self, metrics=None, params=None, tags=None):
+        self._metric_objs = list(metrics or [])
+        self._metrics = {m.key: m.value for m in self._metric_objs}
+        self._params = {p.key: p.value for p in (params or [])}
+        self._tags = {t.key: t.value for t in (tags or [])}
+
+    metrics = property(lambda self: self._metrics)
+    params = property(lambda self: self._params)
+    tags = property(lambda self: self._tags)
+
+    def to_dictionary(self):
+        return {"metrics": self.metrics, "params": self.params, "tags": self.tags}
+
+
+class RunInputs(_MlflowObject):
+    """Datasets and models a run used; fastflow records none yet."""
+
+    def __init__(self, dataset_inputs=None, model_inputs=None):
+        self._dataset_inputs = list(dataset_inputs or [])
+        self._model_inputs = list(model_inputs or [])
+
+    dataset_inputs = property(lambda self: self._dataset_inputs)
+    model_inputs = property(lambda self: self._model_inputs)
+
+
+class RunOutputs(_MlflowObject):
+    def __init__(self, model_outputs=None):
+        self._model_outputs = list(model_outputs or [])
+
+    model_outputs = property(lambda self: self._model_outputs)
+
+
+class Run(_MlflowObject):
+    """A run: its ``info`` and its ``data``."""
+
+    def __init__(self, run_info, run_data, run_inputs=None, run_outputs=None):
+        self._info = run_info
+        self._data = run_data
+        self._inputs = run_inputs if run_inputs is not None else RunInputs()
+        self._outputs = run_outputs if run_outputs is not None else RunOutputs()
+
+    info = property(lambda self: self._info)
+    data = property(lambda self: self._data)
+    inputs = property(lambda self: self._inputs)
+    outputs = property(lambda self: self._outputs)
+
+    def to_dictionary(self):
+        return {"info": dict(self.info), "data": self.data.to_dictionary()}
+
+    @classmethod
+    def _from_row(cls, row):
+        info, metrics, params, tags = row
+        data = RunData(
+            [Metric(k, v, ts, step) for k, v, ts, step in metrics],
+            [Param(k, v) for k, v in params],
+            [RunTag(k, v) for k, v in tags],
+        )
+        return cls(RunInfo._from_row(info), data)
