@@ -35,7 +35,10 @@ pub enum Error {
     InvalidState(String),
     /// SQLite failures. `transient` ones (locked, busy, full disk, I/O) keep queued data
     /// and are retried; the rest point at a bug or a foreign schema.
-    Database { message: String, transient: bool },
+    Database {
+        message: String,
+        transient: bool,
+    },
     /// The writer thread is gone (it panicked or the process is shutting down).
     WriterStopped,
     /// The caller was interrupted (Ctrl-C) while waiting for the writer.
@@ -66,7 +69,13 @@ impl Error {
     }
 
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Database { transient: true, .. })
+        matches!(
+            self,
+            Error::Database {
+                transient: true,
+                ..
+            }
+        )
     }
 }
 

@@ -45,6 +45,16 @@ fn has_table(conn: &Connection, table: &str) -> Result<bool> {
 /// transaction makes concurrent first opens from several processes safe: one creates, the
 /// others wait on the busy timeout and then find the tables.
 pub fn ensure(conn: &mut Connection, default_artifact_root: &str) -> Result<Layout> {
+    if !has_table(conn, "runs")? {
+        create(conn, default_artifact_root)?;
+    }
+    Ok(Layout {
+        experiment_times: has_column(conn, "experiments", "creation_time")?,
+        run_deleted_time: has_column(conn, "runs", "deleted_time")?,
+    })
+}
+
+fn create(conn: &mut Connection, default_artifact_root: &str) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
     if !has_table(&tx, "runs")? {
         tx.execute_batch(MLFLOW_DDL)?;
@@ -65,12 +75,8 @@ pub fn ensure(conn: &mut Connection, default_artifact_root: &str) -> Result<Layo
             rusqlite::params![format!("{default_artifact_root}/0"), now],
         )?;
     }
-    let layout = Layout {
-        experiment_times: has_column(&tx, "experiments", "creation_time")?,
-        run_deleted_time: has_column(&tx, "runs", "deleted_time")?,
-    };
     tx.commit()?;
-    Ok(layout)
+    Ok(())
 }
 
 #[cfg(test)]

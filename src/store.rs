@@ -7,7 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{
+    params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
+};
 use rustc_hash::FxHashMap;
 
 use crate::entities::{
@@ -18,7 +20,16 @@ use crate::error::{Error, Result};
 use crate::schema::{self, Layout};
 use crate::validation::{self, json_quote};
 
+/// MLflow's busy timeout; `FASTFLOW_BUSY_TIMEOUT_MS` overrides it.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn busy_timeout() -> Duration {
+    std::env::var("FASTFLOW_BUSY_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(BUSY_TIMEOUT)
+}
 
 /// One metric point on its way into the `metrics` table.
 #[derive(Debug, Clone, Copy)]
@@ -75,7 +86,7 @@ impl Store {
             | OpenFlags::SQLITE_OPEN_URI
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(path, flags)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.busy_timeout(busy_timeout())?;
         // WAL lets readers (mlflow ui, other workers) proceed while the writer commits; the
         // mode is stored in the file, and MLflow reads such stores as they are.
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
@@ -159,7 +170,11 @@ impl Store {
         Ok(id.to_string())
     }
 
-    fn experiment_from_id(conn: &Connection, layout: Layout, id: i64) -> Result<Option<Experiment>> {
+    fn experiment_from_id(
+        conn: &Connection,
+        layout: Layout,
+        id: i64,
+    ) -> Result<Option<Experiment>> {
         let times = if layout.experiment_times {
             "creation_time, last_update_time"
         } else {
@@ -193,7 +208,10 @@ impl Store {
         )?;
         experiment.tags = stmt
             .query_map([id], |r| {
-                Ok((r.get(0)?, r.get::<_, Option<String>>(1)?.unwrap_or_default()))
+                Ok((
+                    r.get(0)?,
+                    r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                ))
             })?
             .collect::<rusqlite::Result<_>>()?;
         Ok(Some(experiment))
@@ -299,7 +317,11 @@ impl Store {
             tx.execute(
                 "INSERT OR REPLACE INTO experiment_tags (key, value, experiment_id) \
                  VALUES (?1, ?2, ?3)",
-                params![key, value, experiment.experiment_id.parse::<i64>().unwrap_or(0)],
+                params![
+                    key,
+                    value,
+                    experiment.experiment_id.parse::<i64>().unwrap_or(0)
+                ],
             )?;
         }
         tx.commit()?;
@@ -393,7 +415,10 @@ impl Store {
         let mut stmt = self.conn.prepare_cached(sql)?;
         let rows = stmt
             .query_map([run_id], |r| {
-                Ok((r.get(0)?, r.get::<_, Option<String>>(1)?.unwrap_or_default()))
+                Ok((
+                    r.get(0)?,
+                    r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                ))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
@@ -457,7 +482,10 @@ impl Store {
     fn set_run_stage(&mut self, run_id: &str, stage: &str) -> Result<()> {
         let with_time = self.layout.run_deleted_time;
         let tx = self.write()?;
-        if tx.query_row("SELECT 1 FROM runs WHERE run_uuid = ?1", [run_id], |_| Ok(()))
+        if tx
+            .query_row("SELECT 1 FROM runs WHERE run_uuid = ?1", [run_id], |_| {
+                Ok(())
+            })
             .optional()?
             .is_none()
         {
@@ -502,7 +530,12 @@ impl Store {
 
     /// Writes params that are new and refuses any that would change a logged value.
     /// `single` picks MLflow's wording for `log_param` over the one for `log_batch`.
-    pub fn log_params(&mut self, run_id: &str, params: &[(String, String)], single: bool) -> Result<()> {
+    pub fn log_params(
+        &mut self,
+        run_id: &str,
+        params: &[(String, String)],
+        single: bool,
+    ) -> Result<()> {
         if params.is_empty() {
             return Ok(());
         }
@@ -510,7 +543,8 @@ impl Store {
         Self::active_run_in(&tx, run_id)?;
         let mut existing: FxHashMap<String, String> = FxHashMap::default();
         {
-            let mut stmt = tx.prepare_cached("SELECT key, value FROM params WHERE run_uuid = ?1")?;
+            let mut stmt =
+                tx.prepare_cached("SELECT key, value FROM params WHERE run_uuid = ?1")?;
             let mut rows = stmt.query([run_id])?;
             while let Some(row) = rows.next()? {
                 existing.insert(row.get(0)?, row.get(1)?);
@@ -629,7 +663,14 @@ impl Store {
             )?;
             for row in rows {
                 let (value, is_nan) = sanitize_metric_value(row.value);
-                insert.execute(params![row.key, value, row.timestamp, row.run_id, row.step, is_nan])?;
+                insert.execute(params![
+                    row.key,
+                    value,
+                    row.timestamp,
+                    row.run_id,
+                    row.step,
+                    is_nan
+                ])?;
                 let candidate = (row.step, row.timestamp, value, is_nan);
                 latest
                     .entry((row.run_id, row.key))
@@ -739,7 +780,10 @@ mod tests {
         assert_eq!(exp.tags, vec![("k".to_string(), "v".to_string())]);
         let err = store.create_experiment("exp", None, &[]).unwrap_err();
         assert!(matches!(err, Error::AlreadyExists(_)));
-        assert!(matches!(store.get_experiment("42"), Err(Error::NotFound(_))));
+        assert!(matches!(
+            store.get_experiment("42"),
+            Err(Error::NotFound(_))
+        ));
     }
 
     #[test]
@@ -751,7 +795,9 @@ mod tests {
         store.log_params(&id, &p("a", "1"), true).unwrap();
         store.log_params(&id, &p("a", "1"), true).unwrap();
         let err = store.log_params(&id, &p("a", "2"), true).unwrap_err();
-        assert!(err.to_string().starts_with("Changing param values is not allowed"));
+        assert!(err
+            .to_string()
+            .starts_with("Changing param values is not allowed"));
         store.set_tags(&id, &p("t", "1")).unwrap();
         store.set_tags(&id, &p("t", "2")).unwrap();
         store.set_tags(&id, &p(RUN_NAME_TAG, "renamed")).unwrap();
@@ -795,6 +841,8 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("must be in the 'active' state"));
         store.restore_run(&id).unwrap();
-        store.set_tags(&id, &[("a".to_string(), "b".to_string())]).unwrap();
+        store
+            .set_tags(&id, &[("a".to_string(), "b".to_string())])
+            .unwrap();
     }
 }

@@ -33,7 +33,10 @@ mod tests {
 
     #[test]
     fn relative_and_absolute() {
-        assert_eq!(sqlite_path("sqlite:////tmp/x.db").unwrap(), PathBuf::from("/tmp/x.db"));
+        assert_eq!(
+            sqlite_path("sqlite:////tmp/x.db").unwrap(),
+            PathBuf::from("/tmp/x.db")
+        );
         let rel = sqlite_path("sqlite:///mlflow.db").unwrap();
         assert!(rel.is_absolute() && rel.ends_with("mlflow.db"));
         assert!(sqlite_path("file:///tmp").is_err());

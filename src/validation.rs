@@ -181,7 +181,12 @@ pub enum Checked {
     Truncated { warning: String, value: String },
 }
 
-pub fn check_truncatable(label: &str, limit: usize, value: &str, truncate: bool) -> Result<Checked> {
+pub fn check_truncatable(
+    label: &str,
+    limit: usize,
+    value: &str,
+    truncate: bool,
+) -> Result<Checked> {
     let len = value.chars().count();
     if len <= limit {
         return Ok(Checked::Fits);

@@ -11,9 +11,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{
+    bounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError,
+};
 use parking_lot::Mutex;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 use crate::entities::LIFECYCLE_ACTIVE;
 use crate::error::{Error, Result};
@@ -113,18 +115,11 @@ pub struct WriterState {
     pending: Vec<MetricRecord>,
     /// Points for runs the store lacks or has deleted: kept, retried on every flush, reported.
     stranded: FxHashMap<u32, (Error, Vec<MetricRecord>)>,
-    /// Runs this connection has seen active in the store.
-    verified: FxHashSet<u32>,
     keys: Vec<Arc<str>>,
     run_ids: Vec<Arc<str>>,
 }
 
 impl WriterState {
-    /// Forgets which runs were seen active, after an operation that may have changed that.
-    pub fn invalidate_runs(&mut self) {
-        self.verified.clear();
-    }
-
     fn key(&mut self, id: u32) -> Arc<str> {
         while self.keys.len() <= id as usize {
             let next = self.keys.len() as u32;
@@ -142,28 +137,25 @@ impl WriterState {
     }
 
     /// Moves points of runs that cannot take them out of the batch, so one bad run never
-    /// holds back the others.
+    /// holds back the others. Checked on every batch (one lookup per run), because another
+    /// process may delete a run at any time.
     fn strand_unwritable(&mut self) -> Result<()> {
-        let mut unchecked: Vec<u32> = self
-            .pending
-            .iter()
-            .map(|r| r.run)
-            .filter(|run| !self.verified.contains(run))
-            .collect();
+        let mut unchecked: Vec<u32> = self.pending.iter().map(|r| r.run).collect();
         unchecked.sort_unstable();
         unchecked.dedup();
         let mut refused: FxHashMap<u32, Error> = FxHashMap::default();
         for run in unchecked {
             let run_id = self.run_id(run)?;
             match self.store.run_lifecycle(&run_id)? {
-                Some(stage) if stage == LIFECYCLE_ACTIVE => {
-                    self.verified.insert(run);
-                }
+                Some(stage) if stage == LIFECYCLE_ACTIVE => {}
                 Some(stage) => {
                     refused.insert(run, run_not_active(&run_id, &stage));
                 }
                 None => {
-                    refused.insert(run, Error::not_found(format!("Run with id={run_id} not found")));
+                    refused.insert(
+                        run,
+                        Error::not_found(format!("Run with id={run_id} not found")),
+                    );
                 }
             }
         }
@@ -269,7 +261,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 impl Engine {
     /// Opens (creating if needed) the store on the caller's thread, so that a bad path fails
     /// here, then hands the connection to a new writer thread.
-    pub fn start(path: &Path, artifact_root: &str, interner: Arc<Interner>, config: Config) -> Result<Engine> {
+    pub fn start(
+        path: &Path,
+        artifact_root: &str,
+        interner: Arc<Interner>,
+        config: Config,
+    ) -> Result<Engine> {
         let store = Store::open(path, artifact_root)?;
         let (sender, receiver) = bounded(config.queue_capacity);
         let runs = Arc::new(RunRegistry::default());
@@ -281,7 +278,6 @@ impl Engine {
             shared: shared.clone(),
             pending: Vec::new(),
             stranded: FxHashMap::default(),
-            verified: FxHashSet::default(),
             keys: Vec::new(),
             run_ids: Vec::new(),
         };
@@ -325,7 +321,11 @@ impl Engine {
     }
 
     /// Queues `job` behind everything sent before it and returns where its answer arrives.
-    pub fn submit<T, F>(&self, job: F, keep_waiting: &mut dyn FnMut() -> Result<()>) -> Result<Receiver<Result<T>>>
+    pub fn submit<T, F>(
+        &self,
+        job: F,
+        keep_waiting: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<Receiver<Result<T>>>
     where
         T: Send + 'static,
         F: FnOnce(&mut WriterState) -> Result<T> + Send + 'static,
@@ -338,7 +338,10 @@ impl Engine {
         Ok(answer)
     }
 
-    pub fn wait<T>(answer: &Receiver<Result<T>>, keep_waiting: &mut dyn FnMut() -> Result<()>) -> Result<T> {
+    pub fn wait<T>(
+        answer: &Receiver<Result<T>>,
+        keep_waiting: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<T> {
         loop {
             match answer.recv_timeout(POLL) {
                 Ok(result) => return result,
@@ -365,8 +368,10 @@ fn writer_loop(mut state: WriterState, receiver: Receiver<Msg>, config: Config) 
     let mut due: Option<Instant> = None;
     let mut backoff = Duration::from_millis(50);
     let mut failing = false;
-    let mut attempt = |state: &mut WriterState, due: &mut Option<Instant>, failing: &mut bool| {
-        match state.write_pending() {
+    let mut attempt =
+        |state: &mut WriterState, due: &mut Option<Instant>, failing: &mut bool| match state
+            .write_pending()
+        {
             Ok(()) => {
                 *due = None;
                 *failing = false;
@@ -378,8 +383,7 @@ fn writer_loop(mut state: WriterState, receiver: Receiver<Msg>, config: Config) 
                 *failing = true;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
-        }
-    };
+        };
     loop {
         // While the store refuses writes, stop taking records once a batch is full, so the
         // channel fills and callers feel back-pressure instead of memory growing.
@@ -464,7 +468,13 @@ mod tests {
         let (run_id, run) = new_run(&engine);
         let key = interner.intern_metric_key("loss").unwrap();
         for step in 0..10_000 {
-            let record = MetricRecord { run, key, value: step as f64, timestamp: 1, step };
+            let record = MetricRecord {
+                run,
+                key,
+                value: step as f64,
+                timestamp: 1,
+                step,
+            };
             if let Err(msg) = engine.try_send_metric(record) {
                 engine.send(msg, &mut || Ok(())).unwrap();
             }
@@ -485,17 +495,21 @@ mod tests {
         let id = run_id.clone();
         engine.call(move |s| s.store.delete_run(&id)).unwrap();
         let key = interner.intern_metric_key("m").unwrap();
-        let record = MetricRecord { run, key, value: 1.0, timestamp: 1, step: 0 };
+        let record = MetricRecord {
+            run,
+            key,
+            value: 1.0,
+            timestamp: 1,
+            step: 0,
+        };
         assert!(engine.try_send_metric(record).is_ok());
         let err = engine.call(|s| s.flush()).unwrap_err();
-        assert!(err.to_string().contains("must be in the 'active' state"), "{err}");
+        assert!(
+            err.to_string().contains("must be in the 'active' state"),
+            "{err}"
+        );
         let id = run_id.clone();
-        engine
-            .call(move |s| {
-                s.invalidate_runs();
-                s.store.restore_run(&id)
-            })
-            .unwrap();
+        engine.call(move |s| s.store.restore_run(&id)).unwrap();
         engine.call(|s| s.flush()).unwrap();
         let history = engine
             .call(move |s| s.store.get_metric_history(&run_id, "m"))

@@ -57,7 +57,9 @@ class ActiveRun(Run):
 
     def __exit__(self, exc_type, exc_val, exc_tb):
         if any(r.info.run_id == self.info.run_id for r in _stack()):
-            end_run(RunStatus.to_string(RunStatus.FINISHED if exc_type is None else RunStatus.FAILED))
+            end_run(
+                RunStatus.to_string(RunStatus.FINISHED if exc_type is None else RunStatus.FAILED)
+            )
         return exc_type is None
 
 

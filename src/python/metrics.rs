@@ -103,14 +103,12 @@ fn json_path(path: &str, field: &str) -> String {
 
 fn dumps(value: &Bound<'_, PyAny>) -> String {
     let py = value.py();
-    let dumped = JSON_DUMPS
-        .import(py, "json", "dumps")
-        .and_then(|dumps| {
-            let kwargs = PyDict::new(py);
-            kwargs.set_item("sort_keys", true)?;
-            kwargs.set_item("separators", (",", ":"))?;
-            dumps.call((value,), Some(&kwargs))?.extract::<String>()
-        });
+    let dumped = JSON_DUMPS.import(py, "json", "dumps").and_then(|dumps| {
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("sort_keys", true)?;
+        kwargs.set_item("separators", (",", ":"))?;
+        dumps.call((value,), Some(&kwargs))?.extract::<String>()
+    });
     dumped.unwrap_or_else(|_| value.repr().map(|r| r.to_string()).unwrap_or_default())
 }
 
@@ -118,7 +116,11 @@ fn invalid(py: Python<'_>, message: String) -> PyErr {
     mlflow_exception(py, &message, "INVALID_PARAMETER_VALUE")
 }
 
-fn metric_key<'a>(py: Python<'_>, key: &'a Bound<'_, PyAny>, path: &str) -> PyResult<(&'a str, u32)> {
+fn metric_key<'a>(
+    py: Python<'_>,
+    key: &'a Bound<'_, PyAny>,
+    path: &str,
+) -> PyResult<(&'a str, u32)> {
     let name_path = json_path(path, "name");
     let Ok(text) = key.cast::<PyString>() else {
         let message = if key.is_none() {
@@ -126,17 +128,28 @@ fn metric_key<'a>(py: Python<'_>, key: &'a Bound<'_, PyAny>, path: &str) -> PyRe
         } else {
             "Metric name must be a string."
         };
-        return Err(invalid(py, invalid_value_message(&name_path, &dumps(key), message)));
+        return Err(invalid(
+            py,
+            invalid_value_message(&name_path, &dumps(key), message),
+        ));
     };
     let text = text.to_str()?;
     match key_id(text) {
         Ok(id) => Ok((text, id)),
         // The interner checks with MLflow's single-metric wording; say where in a batch.
-        Err(_) => Err(to_pyerr(py, validate_key(KeyKind::Metric, text, &name_path).unwrap_err())),
+        Err(_) => Err(to_pyerr(
+            py,
+            validate_key(KeyKind::Metric, text, &name_path).unwrap_err(),
+        )),
     }
 }
 
-fn metric_value(py: Python<'_>, value: &Bound<'_, PyAny>, timestamp: i64, path: &str) -> PyResult<f64> {
+fn metric_value(
+    py: Python<'_>,
+    value: &Bound<'_, PyAny>,
+    timestamp: i64,
+    path: &str,
+) -> PyResult<f64> {
     if let Ok(float) = value.cast_exact::<PyFloat>() {
         return Ok(float.value());
     }
@@ -145,7 +158,10 @@ fn metric_value(py: Python<'_>, value: &Bound<'_, PyAny>, timestamp: i64, path: 
     }
     let value_path = json_path(path, "value");
     if value.is_none() {
-        return Err(invalid(py, format!("Missing value for required parameter '{value_path}'.")));
+        return Err(invalid(
+            py,
+            format!("Missing value for required parameter '{value_path}'."),
+        ));
     }
     let number = NUMBER.import(py, "numbers", "Number")?;
     if value.is_instance_of::<PyBool>() || !value.is_instance(number)? {
@@ -229,7 +245,11 @@ enum Fast {
 /// no explicit timestamp, an int step or none, room in the queue. No Python code runs here,
 /// so nothing can re-enter and replace the run under the borrow.
 #[inline]
-fn try_fast(key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>, step: Option<&Bound<'_, PyAny>>) -> Fast {
+fn try_fast(
+    key: &Bound<'_, PyAny>,
+    value: &Bound<'_, PyAny>,
+    step: Option<&Bound<'_, PyAny>>,
+) -> Fast {
     ACTIVE.with(|cell| {
         let Ok(active) = cell.try_borrow() else {
             return Fast::Slow;
@@ -283,9 +303,9 @@ fn try_fast(key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>, step: Option<&Boun
 /// by `run_id`, or a run the Python layer starts (MLflow auto-starts one).
 fn resolve_target(py: Python<'_>, run_id: Option<&str>) -> PyResult<(Arc<Engine>, Arc<RunSlot>)> {
     let current = ACTIVE.with(|cell| {
-        cell.borrow().as_ref().map(|run| {
-(run.generation, run.engine.clone(), run.slot.clone())
-        })
+        cell.borrow()
+            .as_ref()
+            .map(|run| (run.generation, run.engine.clone(), run.slot.clone()))
     });
     if let Some((generation, engine, slot)) = current {
         if generation == process::generation() && run_id.is_none_or(|id| id == &*slot.id) {
@@ -300,7 +320,11 @@ fn resolve_target(py: Python<'_>, run_id: Option<&str>) -> PyResult<(Arc<Engine>
     Ok((engine, slot))
 }
 
-fn after_send(py: Python<'_>, engine: &Engine, synchronous: Option<bool>) -> PyResult<Option<Py<PyAny>>> {
+fn after_send(
+    py: Python<'_>,
+    engine: &Engine,
+    synchronous: Option<bool>,
+) -> PyResult<Option<Py<PyAny>>> {
     match synchronous {
         Some(true) => {
             flush_engine(py, engine)?;
@@ -369,8 +393,20 @@ pub fn log_metrics(
     let single = metrics.len() == 1;
     let mut records = Vec::with_capacity(metrics.len());
     for (index, (key, value)) in metrics.iter().enumerate() {
-        let path = if single { String::new() } else { format!("metrics[{index}]") };
-        records.push(metric_record(py, &slot, &key, &value, Some(timestamp), step, &path)?);
+        let path = if single {
+            String::new()
+        } else {
+            format!("metrics[{index}]")
+        };
+        records.push(metric_record(
+            py,
+            &slot,
+            &key,
+            &value,
+            Some(timestamp),
+            step,
+            &path,
+        )?);
     }
     send_records(py, &engine, records)?;
     after_send(py, &engine, synchronous)
@@ -379,7 +415,11 @@ pub fn log_metrics(
 /// Called by the Python run stack whenever the top of this thread's stack changes.
 #[pyfunction]
 #[pyo3(signature = (tracker, run_id))]
-pub fn _set_thread_run(py: Python<'_>, tracker: Option<Bound<'_, Tracker>>, run_id: Option<String>) -> PyResult<()> {
+pub fn _set_thread_run(
+    py: Python<'_>,
+    tracker: Option<Bound<'_, Tracker>>,
+    run_id: Option<String>,
+) -> PyResult<()> {
     let next = match (tracker, run_id) {
         (Some(tracker), Some(run_id)) => {
             let engine = tracker.borrow().engine(py)?;

@@ -15,17 +15,65 @@ use crate::runs::RunSlot;
 use crate::validation::{self, Checked, KeyKind};
 use crate::writer::{Engine, WriterState};
 
-type ExperimentTuple = (String, String, String, String, Option<i64>, Option<i64>, Vec<(String, String)>);
-type RunInfoTuple = (String, String, String, String, String, Option<i64>, Option<i64>, String, String);
+type ExperimentTuple = (
+    String,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    Vec<(String, String)>,
+);
+type RunInfoTuple = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    String,
+    String,
+);
 type MetricTuple = (String, f64, i64, i64);
-type RunTuple = (RunInfoTuple, Vec<MetricTuple>, Vec<(String, String)>, Vec<(String, String)>);
+/// A metric of `log_batch` as Python hands it over: (key, value, timestamp, step).
+type BatchMetric<'py> = (
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+);
+type RunTuple = (
+    RunInfoTuple,
+    Vec<MetricTuple>,
+    Vec<(String, String)>,
+    Vec<(String, String)>,
+);
 
 fn experiment_tuple(e: Experiment) -> ExperimentTuple {
-    (e.experiment_id, e.name, e.artifact_location, e.lifecycle_stage, e.creation_time, e.last_update_time, e.tags)
+    (
+        e.experiment_id,
+        e.name,
+        e.artifact_location,
+        e.lifecycle_stage,
+        e.creation_time,
+        e.last_update_time,
+        e.tags,
+    )
 }
 
 fn info_tuple(i: RunInfo) -> RunInfoTuple {
-    (i.run_id, i.experiment_id, i.run_name, i.user_id, i.status, i.start_time, i.end_time, i.artifact_uri, i.lifecycle_stage)
+    (
+        i.run_id,
+        i.experiment_id,
+        i.run_name,
+        i.user_id,
+        i.status,
+        i.start_time,
+        i.end_time,
+        i.artifact_uri,
+        i.lifecycle_stage,
+    )
 }
 
 fn metric_tuple(m: Metric) -> MetricTuple {
@@ -33,7 +81,12 @@ fn metric_tuple(m: Metric) -> MetricTuple {
 }
 
 fn run_tuple(r: Run) -> RunTuple {
-    (info_tuple(r.info), r.metrics.into_iter().map(metric_tuple).collect(), r.params, r.tags)
+    (
+        info_tuple(r.info),
+        r.metrics.into_iter().map(metric_tuple).collect(),
+        r.params,
+        r.tags,
+    )
 }
 
 /// Runs `job` on the store's writer and waits for its answer without the GIL, checking for
@@ -70,7 +123,10 @@ where
 
 fn truncate_env() -> bool {
     match std::env::var("MLFLOW_TRUNCATE_LONG_VALUES") {
-        Ok(v) => !matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no" | "off"),
+        Ok(v) => !matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "false" | "0" | "no" | "off"
+        ),
         Err(_) => true,
     }
 }
@@ -83,11 +139,19 @@ fn warn(py: Python<'_>, message: &str) -> PyResult<()> {
 }
 
 /// MLflow's checks on params: names, then values that are truncated or refused.
-fn checked_params(py: Python<'_>, params: Vec<(String, String)>, batch: bool) -> PyResult<Vec<(String, String)>> {
+fn checked_params(
+    py: Python<'_>,
+    params: Vec<(String, String)>,
+    batch: bool,
+) -> PyResult<Vec<(String, String)>> {
     let truncate = truncate_env();
     let mut out = Vec::with_capacity(params.len());
     for (index, (key, value)) in params.into_iter().enumerate() {
-        let path = if batch { format!("params[{index}].key") } else { "key".to_string() };
+        let path = if batch {
+            format!("params[{index}].key")
+        } else {
+            "key".to_string()
+        };
         validation::validate_key(KeyKind::Param, &key, &path).into_py(py)?;
         match validation::validate_param_value(&value, truncate).into_py(py)? {
             Checked::Fits => out.push((key, value)),
@@ -100,7 +164,11 @@ fn checked_params(py: Python<'_>, params: Vec<(String, String)>, batch: bool) ->
     Ok(out)
 }
 
-fn checked_tags(py: Python<'_>, tags: Vec<(String, String)>, batch: bool) -> PyResult<Vec<(String, String)>> {
+fn checked_tags(
+    py: Python<'_>,
+    tags: Vec<(String, String)>,
+    batch: bool,
+) -> PyResult<Vec<(String, String)>> {
     let truncate = truncate_env();
     let mut out = Vec::with_capacity(tags.len());
     for (index, (key, value)) in tags.into_iter().enumerate() {
@@ -133,11 +201,17 @@ impl Tracker {
     pub fn engine(&self, py: Python<'_>) -> PyResult<Arc<Engine>> {
         let path = self.path.clone();
         let root = self.artifact_root.clone();
-        py.detach(move || process::current().engine(&path, &root)).into_py(py)
+        py.detach(move || process::current().engine(&path, &root))
+            .into_py(py)
     }
 
     /// The slot of `run_id`, checking the store once for runs this process has not seen.
-    pub fn run_slot(&self, py: Python<'_>, engine: &Arc<Engine>, run_id: &str) -> PyResult<Arc<RunSlot>> {
+    pub fn run_slot(
+        &self,
+        py: Python<'_>,
+        engine: &Arc<Engine>,
+        run_id: &str,
+    ) -> PyResult<Arc<RunSlot>> {
         if let Some(slot) = engine.runs.get(run_id) {
             return Ok(slot);
         }
@@ -145,8 +219,13 @@ impl Tracker {
         let id = run_id.to_string();
         let stage = run_job(py, engine, move |s| s.store.run_lifecycle(&id))?;
         match stage {
-            Some(stage) => Ok(engine.runs.register(run_id, stage == entities::LIFECYCLE_ACTIVE)),
-            None => Err(to_pyerr(py, Error::not_found(format!("Run with id={run_id} not found")))),
+            Some(stage) => Ok(engine
+                .runs
+                .register(run_id, stage == entities::LIFECYCLE_ACTIVE)),
+            None => Err(to_pyerr(
+                py,
+                Error::not_found(format!("Run with id={run_id} not found")),
+            )),
         }
     }
 }
@@ -158,7 +237,11 @@ impl Tracker {
     #[pyo3(signature = (uri, artifact_root))]
     fn new(py: Python<'_>, uri: String, artifact_root: String) -> PyResult<Self> {
         let path = crate::uri::sqlite_path(&uri).into_py(py)?;
-        let tracker = Tracker { uri, path, artifact_root };
+        let tracker = Tracker {
+            uri,
+            path,
+            artifact_root,
+        };
         tracker.engine(py)?;
         Ok(tracker)
     }
@@ -169,9 +252,18 @@ impl Tracker {
     }
 
     #[pyo3(signature = (name, artifact_location=None, tags=Vec::new()))]
-    fn create_experiment(&self, py: Python<'_>, name: String, artifact_location: Option<String>, tags: Vec<(String, String)>) -> PyResult<String> {
+    fn create_experiment(
+        &self,
+        py: Python<'_>,
+        name: String,
+        artifact_location: Option<String>,
+        tags: Vec<(String, String)>,
+    ) -> PyResult<String> {
         let engine = self.engine(py)?;
-        run_job(py, &engine, move |s| s.store.create_experiment(&name, artifact_location.as_deref(), &tags))
+        run_job(py, &engine, move |s| {
+            s.store
+                .create_experiment(&name, artifact_location.as_deref(), &tags)
+        })
     }
 
     fn get_experiment(&self, py: Python<'_>, experiment_id: String) -> PyResult<ExperimentTuple> {
@@ -179,9 +271,16 @@ impl Tracker {
         run_job(py, &engine, move |s| s.store.get_experiment(&experiment_id)).map(experiment_tuple)
     }
 
-    fn get_experiment_by_name(&self, py: Python<'_>, name: String) -> PyResult<Option<ExperimentTuple>> {
+    fn get_experiment_by_name(
+        &self,
+        py: Python<'_>,
+        name: String,
+    ) -> PyResult<Option<ExperimentTuple>> {
         let engine = self.engine(py)?;
-        Ok(run_job(py, &engine, move |s| s.store.get_experiment_by_name(&name))?.map(experiment_tuple))
+        Ok(
+            run_job(py, &engine, move |s| s.store.get_experiment_by_name(&name))?
+                .map(experiment_tuple),
+        )
     }
 
     fn delete_experiment(&self, py: Python<'_>, experiment_id: String) -> PyResult<()> {
@@ -190,7 +289,6 @@ impl Tracker {
         run_job(py, &engine, move |s| {
             let affected = s.store.run_ids_of_experiment(&experiment_id)?;
             s.store.delete_experiment(&experiment_id)?;
-            s.invalidate_runs();
             for run_id in affected {
                 runs.mark(&run_id, false);
             }
@@ -206,21 +304,38 @@ impl Tracker {
             for run_id in s.store.run_ids_of_experiment(&experiment_id)? {
                 runs.mark(&run_id, true);
             }
-            s.invalidate_runs();
             Ok(())
         })
     }
 
-    fn set_experiment_tags(&self, py: Python<'_>, experiment_id: String, tags: Vec<(String, String)>) -> PyResult<()> {
+    fn set_experiment_tags(
+        &self,
+        py: Python<'_>,
+        experiment_id: String,
+        tags: Vec<(String, String)>,
+    ) -> PyResult<()> {
         let engine = self.engine(py)?;
-        run_job(py, &engine, move |s| s.store.set_experiment_tags(&experiment_id, &tags))
+        run_job(py, &engine, move |s| {
+            s.store.set_experiment_tags(&experiment_id, &tags)
+        })
     }
 
     #[pyo3(signature = (experiment_id, user_id, start_time, run_name, tags))]
-    fn create_run(&self, py: Python<'_>, experiment_id: String, user_id: String, start_time: i64, run_name: String, tags: Vec<(String, String)>) -> PyResult<RunTuple> {
+    fn create_run(
+        &self,
+        py: Python<'_>,
+        experiment_id: String,
+        user_id: String,
+        start_time: i64,
+        run_name: String,
+        tags: Vec<(String, String)>,
+    ) -> PyResult<RunTuple> {
         // MLflow stores the tags of a new run as given, without validating them.
         let engine = self.engine(py)?;
-        let run = run_job(py, &engine, move |s| s.store.create_run(&experiment_id, &user_id, start_time, &run_name, &tags))?;
+        let run = run_job(py, &engine, move |s| {
+            s.store
+                .create_run(&experiment_id, &user_id, start_time, &run_name, &tags)
+        })?;
         engine.runs.register(&run.info.run_id, true);
         Ok(run_tuple(run))
     }
@@ -231,22 +346,29 @@ impl Tracker {
     }
 
     #[pyo3(signature = (run_id, status=None, end_time=None, run_name=None))]
-    fn update_run(&self, py: Python<'_>, run_id: String, status: Option<String>, end_time: Option<i64>, run_name: Option<String>) -> PyResult<RunInfoTuple> {
+    fn update_run(
+        &self,
+        py: Python<'_>,
+        run_id: String,
+        status: Option<String>,
+        end_time: Option<i64>,
+        run_name: Option<String>,
+    ) -> PyResult<RunInfoTuple> {
         if let Some(status) = &status {
             entities::validate_status(status).into_py(py)?;
         }
         let engine = self.engine(py)?;
-        run_job(py, &engine, move |s| s.store.update_run_info(&run_id, status.as_deref(), end_time, run_name.as_deref())).map(info_tuple)
+        run_job(py, &engine, move |s| {
+            s.store
+                .update_run_info(&run_id, status.as_deref(), end_time, run_name.as_deref())
+        })
+        .map(info_tuple)
     }
 
     fn delete_run(&self, py: Python<'_>, run_id: String) -> PyResult<()> {
         let engine = self.engine(py)?;
         let id = run_id.clone();
-        run_job(py, &engine, move |s| {
-            s.store.delete_run(&id)?;
-            s.invalidate_runs();
-            Ok(())
-        })?;
+        run_job(py, &engine, move |s| s.store.delete_run(&id))?;
         engine.runs.mark(&run_id, false);
         Ok(())
     }
@@ -254,22 +376,31 @@ impl Tracker {
     fn restore_run(&self, py: Python<'_>, run_id: String) -> PyResult<()> {
         let engine = self.engine(py)?;
         let id = run_id.clone();
-        run_job(py, &engine, move |s| {
-            s.store.restore_run(&id)?;
-            s.invalidate_runs();
-            Ok(())
-        })?;
+        run_job(py, &engine, move |s| s.store.restore_run(&id))?;
         engine.runs.mark(&run_id, true);
         Ok(())
     }
 
-    fn log_param(&self, py: Python<'_>, run_id: String, key: String, value: String) -> PyResult<()> {
+    fn log_param(
+        &self,
+        py: Python<'_>,
+        run_id: String,
+        key: String,
+        value: String,
+    ) -> PyResult<()> {
         let params = checked_params(py, vec![(key, value)], false)?;
         let engine = self.engine(py)?;
-        run_job(py, &engine, move |s| s.store.log_params(&run_id, &params, true))
+        run_job(py, &engine, move |s| {
+            s.store.log_params(&run_id, &params, true)
+        })
     }
 
-    fn set_tags(&self, py: Python<'_>, run_id: String, tags: Vec<(String, String)>) -> PyResult<()> {
+    fn set_tags(
+        &self,
+        py: Python<'_>,
+        run_id: String,
+        tags: Vec<(String, String)>,
+    ) -> PyResult<()> {
         let batch = tags.len() > 1;
         let tags = checked_tags(py, tags, batch)?;
         let engine = self.engine(py)?;
@@ -284,7 +415,15 @@ impl Tracker {
     /// MLflow's `log_batch`: everything validated first; params and tags written before the
     /// call returns (a changed param raises here); metrics queued for the writer.
     #[pyo3(signature = (run_id, metrics, params, tags, synchronous=None))]
-    fn log_batch(&self, py: Python<'_>, run_id: String, metrics: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>, Bound<'_, PyAny>, Bound<'_, PyAny>)>, params: Vec<(String, String)>, tags: Vec<(String, String)>, synchronous: Option<bool>) -> PyResult<()> {
+    fn log_batch(
+        &self,
+        py: Python<'_>,
+        run_id: String,
+        metrics: Vec<BatchMetric<'_>>,
+        params: Vec<(String, String)>,
+        tags: Vec<(String, String)>,
+        synchronous: Option<bool>,
+    ) -> PyResult<()> {
         validation::validate_batch_limits(metrics.len(), params.len(), tags.len()).into_py(py)?;
         let engine = self.engine(py)?;
         let slot = self.run_slot(py, &engine, &run_id)?;
@@ -292,10 +431,23 @@ impl Tracker {
         let single = metrics.len() == 1;
         let mut records = Vec::with_capacity(metrics.len());
         for (index, (key, value, timestamp, step)) in metrics.iter().enumerate() {
-            let path = if single { String::new() } else { format!("metrics[{index}]") };
-            records.push(metric_record(py, &slot, key, value, Some(timestamp), Some(step), &path)?);
+            let path = if single {
+                String::new()
+            } else {
+                format!("metrics[{index}]")
+            };
+            records.push(metric_record(
+                py,
+                &slot,
+                key,
+                value,
+                Some(timestamp),
+                Some(step),
+                &path,
+            )?);
         }
-        validation::validate_unique_param_keys(params.iter().map(|(k, _)| k.as_str())).into_py(py)?;
+        validation::validate_unique_param_keys(params.iter().map(|(k, _)| k.as_str()))
+            .into_py(py)?;
         let params = checked_params(py, params, true)?;
         let tags = checked_tags(py, tags, true)?;
         if !params.is_empty() || !tags.is_empty() {
@@ -314,7 +466,17 @@ impl Tracker {
 
     /// One metric point for `run_id`, queued like the fluent `log_metric`.
     #[pyo3(signature = (run_id, key, value, timestamp=None, step=None, synchronous=None))]
-    fn log_metric(&self, py: Python<'_>, run_id: &str, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>, timestamp: Option<&Bound<'_, PyAny>>, step: Option<&Bound<'_, PyAny>>, synchronous: Option<bool>) -> PyResult<()> {
+    #[allow(clippy::too_many_arguments)]
+    fn log_metric(
+        &self,
+        py: Python<'_>,
+        run_id: &str,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        timestamp: Option<&Bound<'_, PyAny>>,
+        step: Option<&Bound<'_, PyAny>>,
+        synchronous: Option<bool>,
+    ) -> PyResult<()> {
         let engine = self.engine(py)?;
         if let Some(error) = engine.shared.take_error() {
             return Err(to_pyerr(py, error));
@@ -329,7 +491,12 @@ impl Tracker {
         Ok(())
     }
 
-    fn get_metric_history(&self, py: Python<'_>, run_id: String, key: String) -> PyResult<Vec<MetricTuple>> {
+    fn get_metric_history(
+        &self,
+        py: Python<'_>,
+        run_id: String,
+        key: String,
+    ) -> PyResult<Vec<MetricTuple>> {
         let engine = self.engine(py)?;
         let history = run_job(py, &engine, move |s| {
             s.write_pending()?;

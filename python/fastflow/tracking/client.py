@@ -194,7 +194,10 @@ class MlflowClient:
         return self._operations(synchronous)
 
     def get_metric_history(self, run_id, key):
-        return [Metric(k, v, ts, step) for k, v, ts, step in self._tracker.get_metric_history(run_id, key)]
+        return [
+            Metric(k, v, ts, step)
+            for k, v, ts, step in self._tracker.get_metric_history(run_id, key)
+        ]
 
     def flush(self) -> None:
         self._tracker.flush()

@@ -1,0 +1,46 @@
+import sqlite3
+
+import fastflow
+import pytest
+from fastflow import _context, fluent
+
+_ENV = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_EXPERIMENT_NAME",
+    "MLFLOW_EXPERIMENT_ID",
+    "MLFLOW_RUN_ID",
+    "MLFLOW_TRUNCATE_LONG_VALUES",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_fluent_state(monkeypatch, tmp_path):
+    """Every test starts with no active run, no active experiment and its own directory."""
+    for name in _ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    yield
+    while fastflow.active_run() is not None:
+        fastflow.end_run()
+    fluent._active_experiment_id = None
+    _context._reset_tracking_uri()
+
+
+@pytest.fixture
+def db_uri(tmp_path):
+    """A fresh store for fastflow, set as the tracking URI."""
+    uri = f"sqlite:///{tmp_path / 'fastflow.db'}"
+    fastflow.set_tracking_uri(uri)
+    return uri
+
+
+@pytest.fixture(scope="session")
+def mlflow():
+    import mlflow
+
+    return mlflow
+
+
+def sqlite_rows(path, sql, params=()):
+    with sqlite3.connect(path) as conn:
+        return conn.execute(sql, params).fetchall()
