@@ -1,0 +1,83 @@
+from typing import Any, Optional
+
+__version__: str
+ALEMBIC_HEAD: str
+
+_Tags = list[tuple[str, str]]
+_ExperimentRow = tuple[str, str, str, str, Optional[int], Optional[int], _Tags]
+_RunInfoRow = tuple[str, str, str, str, str, Optional[int], Optional[int], str, str]
+_MetricRow = tuple[str, float, int, int]
+_RunRow = tuple[_RunInfoRow, list[_MetricRow], _Tags, _Tags]
+
+class Tracker:
+    """One SQLite tracking store and its background writer."""
+
+    uri: str
+    path: str
+    def __init__(self, uri: str, artifact_root: str) -> None: ...
+    def create_experiment(
+        self, name: str, artifact_location: Optional[str] = None, tags: _Tags = ...
+    ) -> str: ...
+    def get_experiment(self, experiment_id: str) -> _ExperimentRow: ...
+    def get_experiment_by_name(self, name: str) -> Optional[_ExperimentRow]: ...
+    def delete_experiment(self, experiment_id: str) -> None: ...
+    def restore_experiment(self, experiment_id: str) -> None: ...
+    def set_experiment_tags(self, experiment_id: str, tags: _Tags) -> None: ...
+    def create_run(
+        self, experiment_id: str, user_id: str, start_time: int, run_name: str, tags: _Tags
+    ) -> _RunRow: ...
+    def get_run(self, run_id: str) -> _RunRow: ...
+    def update_run(
+        self,
+        run_id: str,
+        status: Optional[str] = None,
+        end_time: Optional[int] = None,
+        run_name: Optional[str] = None,
+    ) -> _RunInfoRow: ...
+    def delete_run(self, run_id: str) -> None: ...
+    def restore_run(self, run_id: str) -> None: ...
+    def log_param(self, run_id: str, key: str, value: str) -> None: ...
+    def set_tags(self, run_id: str, tags: _Tags) -> None: ...
+    def delete_tag(self, run_id: str, key: str) -> None: ...
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: list[tuple[Any, Any, Any, Any]],
+        params: _Tags,
+        tags: _Tags,
+        synchronous: Optional[bool] = None,
+    ) -> None: ...
+    def log_metric(
+        self,
+        run_id: str,
+        key: str,
+        value: float,
+        timestamp: Optional[int] = None,
+        step: Optional[int] = None,
+        synchronous: Optional[bool] = None,
+    ) -> None: ...
+    def get_metric_history(self, run_id: str, key: str) -> list[_MetricRow]: ...
+    def flush(self) -> None: ...
+
+def log_metric(
+    key: str,
+    value: float,
+    step: Optional[int] = None,
+    synchronous: Optional[bool] = None,
+    timestamp: Optional[int] = None,
+    run_id: Optional[str] = None,
+    model_id: Optional[str] = None,
+    dataset: Any = None,
+) -> Any: ...
+def log_metrics(
+    metrics: dict[str, float],
+    step: Optional[int] = None,
+    synchronous: Optional[bool] = None,
+    run_id: Optional[str] = None,
+    timestamp: Optional[int] = None,
+    model_id: Optional[str] = None,
+    dataset: Any = None,
+) -> Any: ...
+def _set_thread_run(tracker: Optional[Tracker], run_id: Optional[str]) -> None: ...
+def _after_fork_in_child() -> None: ...
+def _flush_all() -> None: ...

@@ -1,0 +1,136 @@
+"""Fluent semantics as MLflow has them: run stack, auto-start, env vars, exit, import paths."""
+
+import subprocess
+import sys
+import textwrap
+
+import fastflow
+import pytest
+
+
+def test_import_paths_mirror_mlflow():
+    from fastflow import ActiveRun, MlflowClient
+    from fastflow.entities import Experiment, Metric, Param, Run, RunInfo, RunStatus, ViewType
+    from fastflow.exceptions import MlflowException
+    from fastflow.tracking import MlflowClient as TrackingClient
+
+    assert MlflowClient is TrackingClient
+    assert issubclass(ActiveRun, Run)
+    assert RunStatus.to_string(RunStatus.FAILED) == "FAILED"
+    assert ViewType.ALL == 3
+    assert {Experiment, Metric, Param, RunInfo, MlflowException}
+
+
+def test_default_tracking_uri_is_absolute_mlflow_db(tmp_path):
+    assert fastflow.get_tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def test_auto_started_run_and_last_active_run(db_uri, mlflow):
+    fastflow.log_metric("m", 1.0)
+    run = fastflow.active_run()
+    assert run is not None
+    fastflow.end_run()
+    assert fastflow.active_run() is None
+    assert fastflow.last_active_run().info.run_id == run.info.run_id
+    assert mlflow.MlflowClient(tracking_uri=db_uri).get_run(run.info.run_id).data.metrics == {
+        "m": 1.0
+    }
+
+
+def test_nested_and_parent_run_id(db_uri, mlflow):
+    with fastflow.start_run() as parent:
+        with fastflow.start_run(nested=True) as child:
+            assert fastflow.active_run().info.run_id == child.info.run_id
+        with fastflow.start_run(parent_run_id=parent.info.run_id, nested=True) as other:
+            pass
+        with pytest.raises(Exception, match="does not match the specified parent_run_id"):
+            with fastflow.start_run(parent_run_id=child.info.run_id, nested=True):
+                pass
+    oracle = mlflow.MlflowClient(tracking_uri=db_uri)
+    for run in (child, other):
+        assert oracle.get_run(run.info.run_id).data.tags["mlflow.parentRunId"] == (
+            parent.info.run_id
+        )
+
+
+def test_resume_by_run_id_and_env(db_uri, monkeypatch, mlflow):
+    with fastflow.start_run() as first:
+        fastflow.log_metric("m", 1.0, step=0)
+    monkeypatch.setenv("MLFLOW_RUN_ID", first.info.run_id)
+    with fastflow.start_run() as resumed:
+        assert resumed.info.run_id == first.info.run_id
+        assert resumed.info.status == "RUNNING"
+        fastflow.log_metric("m", 2.0, step=1)
+    oracle = mlflow.MlflowClient(tracking_uri=db_uri)
+    assert len(oracle.get_metric_history(first.info.run_id, "m")) == 2
+    assert oracle.get_run(first.info.run_id).info.status == "FINISHED"
+
+
+def test_experiment_from_env(db_uri, monkeypatch, mlflow):
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "from-env")
+    with fastflow.start_run() as run:
+        pass
+    oracle = mlflow.MlflowClient(tracking_uri=db_uri)
+    experiment = oracle.get_experiment_by_name("from-env")
+    assert run.info.experiment_id == experiment.experiment_id
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment.experiment_id)
+    with fastflow.start_run() as run:
+        assert run.info.experiment_id == experiment.experiment_id
+
+
+def test_set_experiment_exports_id(db_uri):
+    import os
+
+    experiment = fastflow.set_experiment("exported")
+    assert os.environ["MLFLOW_EXPERIMENT_ID"] == experiment.experiment_id
+    with fastflow.start_run() as run:
+        assert run.info.experiment_id == experiment.experiment_id
+
+
+def test_synchronous_is_accepted_everywhere(db_uri, mlflow):
+    with fastflow.start_run() as run:
+        assert fastflow.log_metric("a", 1.0, synchronous=True) is None
+        fastflow.log_metric("b", 1.0, synchronous=False).wait()
+        fastflow.log_metrics({"c": 1.0}, synchronous=False).wait()
+        assert fastflow.log_param("p", 5, synchronous=True) == 5
+        fastflow.set_tag("t", "v", synchronous=False).wait()
+        fastflow.MlflowClient().log_metric(run.info.run_id, "d", 1.0, synchronous=True)
+    got = mlflow.MlflowClient(tracking_uri=db_uri).get_run(run.info.run_id).data
+    assert set(got.metrics) == {"a", "b", "c", "d"}
+
+
+def test_exit_ends_the_active_run_and_writes_everything(tmp_path, mlflow):
+    uri = f"sqlite:///{tmp_path / 'exit.db'}"
+    script = textwrap.dedent(
+        f"""
+        import fastflow
+        fastflow.set_tracking_uri({uri!r})
+        run = fastflow.start_run()
+        for step in range(50_000):
+            fastflow.log_metric("m", float(step), step=step)
+        print(run.info.run_id)
+        """
+    )
+    run_id = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    oracle = mlflow.MlflowClient(tracking_uri=uri)
+    assert oracle.get_run(run_id).info.status == "FINISHED"
+    assert len(oracle.get_metric_history(run_id, "m")) == 50_000
+
+
+def test_demo_runs(tmp_path, mlflow):
+    out = subprocess.run(
+        [sys.executable, "-m", "fastflow", "demo"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "mlflow ui --backend-store-uri sqlite:///mlflow.db" in out
+    oracle = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = oracle.get_experiment_by_name("fastflow-demo")
+    runs = oracle.search_runs([experiment.experiment_id])
+    assert len(runs) == 5
+    assert all(r.info.status == "FINISHED" for r in runs)
