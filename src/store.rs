@@ -4,7 +4,7 @@
 //! two processes never hold read locks that both wait to upgrade (SQLite would fail one of
 //! them at once instead of waiting out the busy timeout).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::{
@@ -43,7 +43,6 @@ pub struct MetricRow<'a> {
 
 pub struct Store {
     conn: Connection,
-    path: PathBuf,
     layout: Layout,
     default_artifact_root: String,
 }
@@ -97,14 +96,9 @@ impl Store {
         let layout = schema::ensure(&mut conn, default_artifact_root)?;
         Ok(Store {
             conn,
-            path: path.to_path_buf(),
             layout,
             default_artifact_root: default_artifact_root.to_string(),
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn write(&mut self) -> Result<Transaction<'_>> {

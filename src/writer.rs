@@ -5,7 +5,7 @@
 //! operation travels the same channel as a closure, so it runs after the records sent before
 //! it (a run ends after its last points are written, a read sees what was logged before it).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -241,15 +241,10 @@ impl WriterState {
         self.shared.take_error();
         written.and(stranded)
     }
-
-    pub fn held_points(&self) -> usize {
-        self.pending.len() + self.stranded.values().map(|(_, r)| r.len()).sum::<usize>()
-    }
 }
 
 /// A store with its writer thread. Lives as long as the process.
 pub struct Engine {
-    pub path: PathBuf,
     pub runs: Arc<RunRegistry>,
     pub shared: Arc<Shared>,
     sender: Sender<Msg>,
@@ -285,7 +280,6 @@ impl Engine {
             .name("fastflow-writer".into())
             .spawn(move || writer_loop(state, receiver, config))?;
         Ok(Engine {
-            path: path.to_path_buf(),
             runs,
             shared,
             sender,

@@ -150,3 +150,45 @@ def _env():
     import os
 
     return dict(os.environ)
+
+
+def test_points_become_visible_without_flush(db_uri, tmp_path):
+    """Other processes see logged points within the flush interval, with no flush call."""
+    with fastflow.start_run() as run:
+        fastflow.log_metric("visible", 1.0)
+        deadline = time.monotonic() + 10
+        seen = 0
+        while time.monotonic() < deadline and not seen:
+            with sqlite3.connect(tmp_path / "fastflow.db") as conn:
+                seen = conn.execute(
+                    "SELECT count(*) FROM metrics WHERE run_uuid = ?", (run.info.run_id,)
+                ).fetchone()[0]
+            time.sleep(0.02)
+        assert seen == 1
+
+
+def test_full_queue_blocks_instead_of_dropping(tmp_path):
+    db = tmp_path / "small-queue.db"
+    script = textwrap.dedent(
+        """
+        import sys, fastflow
+        fastflow.set_tracking_uri(sys.argv[1])
+        with fastflow.start_run() as run:
+            for step in range(20_000):
+                fastflow.log_metric("m", float(step), step=step)
+        print(run.info.run_id)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, f"sqlite:///{db}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**_env(), "FASTFLOW_QUEUE_CAPACITY": "16"},
+    )
+    run_id = out.stdout.strip()
+    with sqlite3.connect(db) as conn:
+        count = conn.execute(
+            "SELECT count(*) FROM metrics WHERE run_uuid = ?", (run_id,)
+        ).fetchone()[0]
+    assert count == 20_000

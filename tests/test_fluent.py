@@ -134,3 +134,26 @@ def test_demo_runs(tmp_path, mlflow):
     runs = oracle.search_runs([experiment.experiment_id])
     assert len(runs) == 5
     assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_tags_and_experiment_tags(db_uri, mlflow):
+    fastflow.set_experiment("tagged")
+    fastflow.set_experiment_tag("owner", "ml-team")
+    fastflow.set_experiment_tags({"stage": "dev", "n": 3})
+    with fastflow.start_run() as run:
+        fastflow.set_tags({"a": 1, "b": "x"})
+        fastflow.delete_tag("a")
+        with pytest.raises(fastflow.MlflowException) as info:
+            fastflow.delete_tag("missing")
+        assert info.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+        assert info.value.message == f"No tag with name: missing in run with id {run.info.run_id}"
+        fastflow.set_tag("mlflow.runName", "renamed")
+    oracle = mlflow.MlflowClient(tracking_uri=db_uri)
+    got = oracle.get_run(run.info.run_id)
+    assert "a" not in got.data.tags and got.data.tags["b"] == "x"
+    assert got.info.run_name == "renamed"
+    assert oracle.get_experiment_by_name("tagged").tags == {
+        "owner": "ml-team",
+        "stage": "dev",
+        "n": "3",
+    }

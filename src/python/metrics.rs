@@ -212,6 +212,15 @@ fn metric_integer(
     ))
 }
 
+/// Where MLflow says a metric sits: nowhere for a single one, `metrics[3]` in a batch.
+pub fn entry_path(single: bool, index: usize) -> String {
+    if single {
+        String::new()
+    } else {
+        format!("metrics[{index}]")
+    }
+}
+
 /// Validates one point as MLflow would and packs it for the writer.
 pub fn metric_record(
     py: Python<'_>,
@@ -393,11 +402,7 @@ pub fn log_metrics(
     let single = metrics.len() == 1;
     let mut records = Vec::with_capacity(metrics.len());
     for (index, (key, value)) in metrics.iter().enumerate() {
-        let path = if single {
-            String::new()
-        } else {
-            format!("metrics[{index}]")
-        };
+        let path = entry_path(single, index);
         records.push(metric_record(
             py,
             &slot,

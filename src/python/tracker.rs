@@ -138,47 +138,36 @@ fn warn(py: Python<'_>, message: &str) -> PyResult<()> {
     Ok(())
 }
 
-/// MLflow's checks on params: names, then values that are truncated or refused.
-fn checked_params(
+/// MLflow's checks on params or tags: names, then values that are truncated or refused.
+/// In a batch, MLflow says where: `params[3].key`, `tags[0].value`.
+fn checked_pairs(
     py: Python<'_>,
-    params: Vec<(String, String)>,
+    pairs: Vec<(String, String)>,
+    kind: KeyKind,
     batch: bool,
 ) -> PyResult<Vec<(String, String)>> {
     let truncate = truncate_env();
-    let mut out = Vec::with_capacity(params.len());
-    for (index, (key, value)) in params.into_iter().enumerate() {
-        let path = if batch {
-            format!("params[{index}].key")
-        } else {
-            "key".to_string()
-        };
-        validation::validate_key(KeyKind::Param, &key, &path).into_py(py)?;
-        match validation::validate_param_value(&value, truncate).into_py(py)? {
-            Checked::Fits => out.push((key, value)),
-            Checked::Truncated { warning, value } => {
-                warn(py, &warning)?;
-                out.push((key, value));
+    let list = if kind == KeyKind::Param {
+        "params"
+    } else {
+        "tags"
+    };
+    let mut out = Vec::with_capacity(pairs.len());
+    for (index, (key, value)) in pairs.into_iter().enumerate() {
+        let at = |field: &str| {
+            if batch {
+                format!("{list}[{index}].{field}")
+            } else {
+                field.to_string()
             }
-        }
-    }
-    Ok(out)
-}
-
-fn checked_tags(
-    py: Python<'_>,
-    tags: Vec<(String, String)>,
-    batch: bool,
-) -> PyResult<Vec<(String, String)>> {
-    let truncate = truncate_env();
-    let mut out = Vec::with_capacity(tags.len());
-    for (index, (key, value)) in tags.into_iter().enumerate() {
-        let (key_path, value_path) = if batch {
-            (format!("tags[{index}].key"), format!("tags[{index}].value"))
-        } else {
-            ("key".to_string(), "value".to_string())
         };
-        validation::validate_key(KeyKind::Tag, &key, &key_path).into_py(py)?;
-        match validation::validate_tag_value(&value, &value_path, truncate).into_py(py)? {
+        validation::validate_key(kind, &key, &at("key")).into_py(py)?;
+        let checked = if kind == KeyKind::Param {
+            validation::validate_param_value(&value, truncate)
+        } else {
+            validation::validate_tag_value(&value, &at("value"), truncate)
+        };
+        match checked.into_py(py)? {
             Checked::Fits => out.push((key, value)),
             Checked::Truncated { warning, value } => {
                 warn(py, &warning)?;
@@ -388,7 +377,7 @@ impl Tracker {
         key: String,
         value: String,
     ) -> PyResult<()> {
-        let params = checked_params(py, vec![(key, value)], false)?;
+        let params = checked_pairs(py, vec![(key, value)], KeyKind::Param, false)?;
         let engine = self.engine(py)?;
         run_job(py, &engine, move |s| {
             s.store.log_params(&run_id, &params, true)
@@ -402,7 +391,7 @@ impl Tracker {
         tags: Vec<(String, String)>,
     ) -> PyResult<()> {
         let batch = tags.len() > 1;
-        let tags = checked_tags(py, tags, batch)?;
+        let tags = checked_pairs(py, tags, KeyKind::Tag, batch)?;
         let engine = self.engine(py)?;
         run_job(py, &engine, move |s| s.store.set_tags(&run_id, &tags))
     }
@@ -431,11 +420,7 @@ impl Tracker {
         let single = metrics.len() == 1;
         let mut records = Vec::with_capacity(metrics.len());
         for (index, (key, value, timestamp, step)) in metrics.iter().enumerate() {
-            let path = if single {
-                String::new()
-            } else {
-                format!("metrics[{index}]")
-            };
+            let path = metrics::entry_path(single, index);
             records.push(metric_record(
                 py,
                 &slot,
@@ -448,8 +433,8 @@ impl Tracker {
         }
         validation::validate_unique_param_keys(params.iter().map(|(k, _)| k.as_str()))
             .into_py(py)?;
-        let params = checked_params(py, params, true)?;
-        let tags = checked_tags(py, tags, true)?;
+        let params = checked_pairs(py, params, KeyKind::Param, true)?;
+        let tags = checked_pairs(py, tags, KeyKind::Tag, true)?;
         if !params.is_empty() || !tags.is_empty() {
             let id = run_id.clone();
             run_job(py, &engine, move |s| {
