@@ -10,7 +10,8 @@ class _MlflowObject:
 
     @classmethod
     def _properties(cls):
-        return sorted(p for p in cls.__dict__ if isinstance(getattr(cls, p), property))
+        names = {name for klass in cls.__mro__ for name in vars(klass)}
+        return sorted(p for p in names if isinstance(getattr(cls, p, None), property))
 
     def __eq__(self, other):
         if type(other) is type(self):

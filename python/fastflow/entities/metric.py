@@ -59,33 +59,25 @@ class Metric(_MlflowObject):
         }
 
 
-class Param(_MlflowObject):
+class _KeyValue(_MlflowObject):
+    def __init__(self, key, value):
+        self._key = key
+        self._value = value
+
+    key = property(lambda self: self._key)
+    value = property(lambda self: self._value)
+
+    def __hash__(self):
+        return hash((self._key, self._value))
+
+
+class Param(_KeyValue):
     """A run parameter: a key and its (immutable) string value."""
 
-    def __init__(self, key, value):
-        self._key = key
-        self._value = value
 
-    key = property(lambda self: self._key)
-    value = property(lambda self: self._value)
-
-    def __hash__(self):
-        return hash((self._key, self._value))
-
-
-class RunTag(_MlflowObject):
+class RunTag(_KeyValue):
     """A run tag: a key and a string value."""
 
-    def __init__(self, key, value):
-        self._key = key
-        self._value = value
 
-    key = property(lambda self: self._key)
-    value = property(lambda self: self._value)
-
-    def __hash__(self):
-        return hash((self._key, self._value))
-
-
-class ExperimentTag(RunTag):
+class ExperimentTag(_KeyValue):
     """An experiment tag."""
