@@ -36,3 +36,12 @@ impl<T> IntoPyResult<T> for crate::Result<T> {
         self.map_err(|e| to_pyerr(py, e))
     }
 }
+
+/// Raises the write failure the writer reported since the last call, if any: MLflow users
+/// hear about it from their next call.
+pub fn raise_pending(py: Python<'_>, engine: &crate::writer::Engine) -> PyResult<()> {
+    match engine.shared.take_error() {
+        Some(error) => Err(to_pyerr(py, error)),
+        None => Ok(()),
+    }
+}

@@ -10,7 +10,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString};
 use rustc_hash::FxHashMap;
 
-use super::errors::{mlflow_exception, to_pyerr, IntoPyResult};
+use super::errors::{mlflow_exception, raise_pending, to_pyerr, IntoPyResult};
 use super::tracker::{flush_engine, Tracker};
 use crate::entities::now_millis;
 use crate::error::{Error, Result};
@@ -368,9 +368,7 @@ pub fn log_metric(
         }
     }
     let (engine, slot) = resolve_target(py, run_id)?;
-    if let Some(error) = engine.shared.take_error() {
-        return Err(to_pyerr(py, error));
-    }
+    raise_pending(py, &engine)?;
     slot.check_active().into_py(py)?;
     let record = metric_record(py, &slot, key, value, timestamp, step, "")?;
     send_records(py, &engine, vec![record])?;
@@ -392,9 +390,7 @@ pub fn log_metrics(
 ) -> PyResult<Option<Py<PyAny>>> {
     let _ = (model_id, dataset);
     let (engine, slot) = resolve_target(py, run_id)?;
-    if let Some(error) = engine.shared.take_error() {
-        return Err(to_pyerr(py, error));
-    }
+    raise_pending(py, &engine)?;
     slot.check_active().into_py(py)?;
     // One timestamp for the whole dict, and nothing sent unless every entry is valid.
     let now = now_millis().into_pyobject(py)?.into_any();

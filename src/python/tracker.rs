@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 
-use super::errors::{to_pyerr, IntoPyResult};
+use super::errors::{raise_pending, to_pyerr, IntoPyResult};
 use super::metrics::{self, metric_record};
 use crate::entities::{self, Experiment, Metric, Run, RunInfo};
 use crate::error::{Error, Result};
@@ -96,9 +96,7 @@ where
     T: Send + 'static,
     F: FnOnce(&mut WriterState) -> Result<T> + Send + 'static,
 {
-    if let Some(error) = engine.shared.take_error() {
-        return Err(to_pyerr(py, error));
-    }
+    raise_pending(py, engine)?;
     submit_and_wait(py, engine, job)
 }
 
@@ -463,9 +461,7 @@ impl Tracker {
         synchronous: Option<bool>,
     ) -> PyResult<()> {
         let engine = self.engine(py)?;
-        if let Some(error) = engine.shared.take_error() {
-            return Err(to_pyerr(py, error));
-        }
+        raise_pending(py, &engine)?;
         let slot = self.run_slot(py, &engine, run_id)?;
         slot.check_active().into_py(py)?;
         let record = metric_record(py, &slot, key, value, timestamp, step, "")?;
