@@ -41,6 +41,8 @@ pub enum Error {
     },
     /// The writer thread is gone (it panicked or the process is shutting down).
     WriterStopped,
+    /// The process that holds the store for us (the Ray funnel actor) cannot take data.
+    Unavailable(String),
     /// The caller was interrupted (Ctrl-C) while waiting for the writer.
     Interrupted,
 }
@@ -62,9 +64,21 @@ impl Error {
             Error::AlreadyExists(_) => ErrorCode::ResourceAlreadyExists,
             Error::NotFound(_) => ErrorCode::ResourceDoesNotExist,
             Error::InvalidState(_) => ErrorCode::InvalidState,
-            Error::Database { .. } | Error::WriterStopped | Error::Interrupted => {
-                ErrorCode::InternalError
-            }
+            Error::Database { .. }
+            | Error::WriterStopped
+            | Error::Unavailable(_)
+            | Error::Interrupted => ErrorCode::InternalError,
+        }
+    }
+
+    /// The error another process reported as MLflow's code and message.
+    pub fn from_code(code: &str, message: String) -> Self {
+        match code {
+            "INVALID_PARAMETER_VALUE" => Error::InvalidParameter(message),
+            "RESOURCE_ALREADY_EXISTS" => Error::AlreadyExists(message),
+            "RESOURCE_DOES_NOT_EXIST" => Error::NotFound(message),
+            "INVALID_STATE" => Error::InvalidState(message),
+            _ => Error::Unavailable(message),
         }
     }
 
@@ -85,7 +99,8 @@ impl fmt::Display for Error {
             Error::InvalidParameter(m)
             | Error::AlreadyExists(m)
             | Error::NotFound(m)
-            | Error::InvalidState(m) => f.write_str(m),
+            | Error::InvalidState(m)
+            | Error::Unavailable(m) => f.write_str(m),
             Error::Database { message, .. } => write!(f, "fastflow store error: {message}"),
             Error::WriterStopped => f.write_str("fastflow's background writer has stopped"),
             Error::Interrupted => f.write_str("interrupted while waiting for the fastflow writer"),

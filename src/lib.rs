@@ -7,6 +7,7 @@
 pub mod entities;
 pub mod error;
 pub mod interner;
+pub mod outbox;
 pub mod process;
 pub mod runs;
 pub mod schema;

@@ -19,6 +19,8 @@ pub struct Process {
     pub generation: u64,
     pub interner: Arc<Interner>,
     engines: Mutex<FxHashMap<PathBuf, Arc<Engine>>>,
+    /// Engines that ship to another process instead of a store (see `outbox`).
+    outboxes: Mutex<Vec<Arc<Engine>>>,
 }
 
 static CURRENT: AtomicPtr<Process> = AtomicPtr::new(std::ptr::null_mut());
@@ -29,6 +31,7 @@ fn fresh(generation: u64) -> &'static Process {
         generation,
         interner: Arc::new(Interner::default()),
         engines: Mutex::new(FxHashMap::default()),
+        outboxes: Mutex::new(Vec::new()),
     }))
 }
 
@@ -85,7 +88,14 @@ impl Process {
         Ok(engine)
     }
 
+    /// Adds an outbox engine, so that flushing the process flushes it too.
+    pub fn adopt_outbox(&self, engine: Arc<Engine>) {
+        self.outboxes.lock().push(engine);
+    }
+
     pub fn engines(&self) -> Vec<Arc<Engine>> {
-        self.engines.lock().values().cloned().collect()
+        let mut all: Vec<Arc<Engine>> = self.engines.lock().values().cloned().collect();
+        all.extend(self.outboxes.lock().iter().cloned());
+        all
     }
 }

@@ -37,7 +37,10 @@ pub type Job = Box<dyn FnOnce(&mut WriterState) + Send>;
 
 pub enum Msg {
     Metric(MetricRecord),
+    /// A store operation; only an engine with a store behind it runs these.
     Job(Job),
+    /// Answered once everything sent before it is durable, wherever the engine sends it.
+    Barrier(Sender<Result<()>>),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -83,7 +86,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    fn report(&self, error: Error) {
+    pub fn report(&self, error: Error) {
         let mut slot = self.error.lock();
         if slot.is_none() {
             *slot = Some(error);
@@ -263,14 +266,12 @@ impl Engine {
         config: Config,
     ) -> Result<Engine> {
         let store = Store::open(path, artifact_root)?;
-        let (sender, receiver) = bounded(config.queue_capacity);
-        let runs = Arc::new(RunRegistry::default());
-        let shared = Arc::new(Shared::default());
+        let (engine, receiver) = Engine::with_queue(config.queue_capacity);
         let state = WriterState {
             store,
-            runs: runs.clone(),
+            runs: engine.runs.clone(),
             interner,
-            shared: shared.clone(),
+            shared: engine.shared.clone(),
             pending: Vec::new(),
             stranded: FxHashMap::default(),
             keys: Vec::new(),
@@ -279,11 +280,18 @@ impl Engine {
         thread::Builder::new()
             .name("fastflow-writer".into())
             .spawn(move || writer_loop(state, receiver, config))?;
-        Ok(Engine {
-            runs,
-            shared,
+        Ok(engine)
+    }
+
+    /// An engine whose queue the caller drains itself (see `outbox`).
+    pub fn with_queue(capacity: usize) -> (Engine, Receiver<Msg>) {
+        let (sender, receiver) = bounded(capacity);
+        let engine = Engine {
+            runs: Arc::new(RunRegistry::default()),
+            shared: Arc::new(Shared::default()),
             sender,
-        })
+        };
+        (engine, receiver)
     }
 
     /// The hot path: a send that only blocks when the queue is full.
@@ -343,6 +351,13 @@ impl Engine {
                 Err(RecvTimeoutError::Timeout) => keep_waiting()?,
             }
         }
+    }
+
+    /// Waits until everything sent before this call is durable, or says why it is not.
+    pub fn flush(&self, keep_waiting: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        let (reply, answer) = bounded(1);
+        self.send(Msg::Barrier(reply), keep_waiting)?;
+        Self::wait(&answer, keep_waiting)
     }
 
     /// Runs `job` on the writer and waits for it, for callers with nothing to poll.
@@ -405,6 +420,9 @@ fn writer_loop(mut state: WriterState, receiver: Receiver<Msg>, config: Config) 
                             }
                             job(&mut state);
                         }
+                        Ok(Msg::Barrier(reply)) => {
+                            let _ = reply.send(state.flush());
+                        }
                         Err(_) => break,
                     }
                 }
@@ -417,6 +435,13 @@ fn writer_loop(mut state: WriterState, receiver: Receiver<Msg>, config: Config) 
                     attempt(&mut state, &mut due, &mut failing);
                 }
                 job(&mut state);
+                if state.pending.is_empty() {
+                    due = None;
+                    failing = false;
+                }
+            }
+            Ok(Msg::Barrier(reply)) => {
+                let _ = reply.send(state.flush());
                 if state.pending.is_empty() {
                     due = None;
                     failing = false;

@@ -24,11 +24,33 @@ def set_tracking_uri(uri) -> None:
         uri = "sqlite:///" + os.path.abspath(os.fspath(uri))
     _tracking_uri = str(uri)
     os.environ["MLFLOW_TRACKING_URI"] = _tracking_uri
+    publish_to_ray()
+
+
+def ray_worker_context(refresh=False):
+    """The driver's tracking context when this process is a Ray worker, else None."""
+    if "ray" not in sys.modules and "FASTFLOW_RAY_CONTEXT" not in os.environ:
+        return None
+    from fastflow.ray import _driver
+
+    return _driver.worker_context(refresh)
+
+
+def publish_to_ray(top_run=None) -> None:
+    """Shares the driver's tracking state with its Ray workers (nothing without Ray)."""
+    if "ray" in sys.modules:
+        from fastflow.ray import _driver
+
+        _driver.publish(top_run)
 
 
 def get_tracking_uri() -> str:
     if _tracking_uri is not None:
         return _tracking_uri
+    # In a Ray worker the driver's current choice beats an environment inherited at ray.init.
+    driver = ray_worker_context()
+    if driver is not None and driver.get("tracking_uri"):
+        return driver["tracking_uri"]
     from_env = os.environ.get("MLFLOW_TRACKING_URI")
     if from_env:
         return from_env
@@ -41,6 +63,9 @@ def _reset_tracking_uri() -> None:
 
 
 def default_artifact_root() -> str:
+    driver = ray_worker_context()
+    if driver is not None and driver.get("artifact_root"):
+        return driver["artifact_root"]
     return os.path.abspath("mlruns")
 
 
@@ -53,9 +78,20 @@ def tracker(uri=None) -> _fastflow.Tracker:
     with _lock:
         found = _trackers.get(uri)
         if found is None:
-            found = _fastflow.Tracker(uri, default_artifact_root())
+            found = _open(uri)
             _trackers[uri] = found
         return found
+
+
+def _open(uri):
+    driver = ray_worker_context()
+    if driver is not None:
+        from fastflow.ray import _funnel
+
+        funnel = _funnel.worker_tracker(uri, driver)
+        if funnel is not None:
+            return funnel
+    return _fastflow.Tracker(uri, default_artifact_root())
 
 
 def _forget_trackers_after_fork() -> None:

@@ -43,6 +43,7 @@ def _publish() -> None:
         _fastflow._set_thread_run(top._tracker, top.info.run_id)
     else:
         _fastflow._set_thread_run(None, None)
+    _context.publish_to_ray(stack[-1] if stack else None)
 
 
 class ActiveRun(Run):
@@ -61,6 +62,23 @@ class ActiveRun(Run):
                 RunStatus.to_string(RunStatus.FINISHED if exc_type is None else RunStatus.FAILED)
             )
         return exc_type is None
+
+
+def _ray_task_of_this_call():
+    """The Ray task running this code, when it is a plain task (not an actor method)."""
+    if "ray" not in sys.modules:
+        return None
+    from fastflow.ray import _driver
+
+    return _driver.current_task()
+
+
+def _end_runs_left_by_other_tasks(stack, ray_task) -> None:
+    """A Ray worker process runs one task after another. A run an earlier task left open
+    (it raised outside a ``with`` block) must not become the parent of this task's runs:
+    it is ended as FAILED, since its task never reached its end."""
+    while stack and getattr(stack[0], "_ray_task", None) not in (None, ray_task):
+        end_run("FAILED")
 
 
 class RunOperations:
@@ -107,7 +125,8 @@ def set_experiment(experiment_name=None, experiment_id=None, trace_location=None
             )
         _active_experiment_id = experiment.experiment_id
         os.environ["MLFLOW_EXPERIMENT_ID"] = _active_experiment_id
-        return experiment
+    _context.publish_to_ray(active_run())
+    return experiment
 
 
 def _experiment_id_from_env():
@@ -144,7 +163,12 @@ def _experiment_id_from_env():
 
 
 def _get_experiment_id() -> str:
-    return _active_experiment_id or _experiment_id_from_env() or "0"
+    if _active_experiment_id:
+        return _active_experiment_id
+    driver = _context.ray_worker_context()
+    if driver is not None and driver.get("experiment_id"):
+        return driver["experiment_id"]
+    return _experiment_id_from_env() or "0"
 
 
 def create_experiment(name, artifact_location=None, tags=None, trace_location=None):
@@ -200,6 +224,9 @@ def start_run(
             error_code=INVALID_PARAMETER_VALUE,
         )
     experiment_id = str(experiment_id) if experiment_id is not None else None
+    ray_task = _ray_task_of_this_call()
+    if stack and ray_task is not None:
+        _end_runs_left_by_other_tasks(stack, ray_task)
     if stack and not nested:
         raise Exception(
             f"Run with UUID {stack[0].info.run_id} is already active. To start a new run, first "
@@ -250,6 +277,11 @@ def start_run(
                 )
         elif stack:
             parent_run_id = stack[-1].info.run_id
+        elif nested:
+            # In a Ray worker, the driver's active run is the bottom of every stack.
+            driver = _context.ray_worker_context(refresh=True)
+            if driver is not None:
+                parent_run_id = driver.get("parent_run_id")
         if parent_run_id is not None:
             user_tags[_PARENT_TAG] = parent_run_id
         if run_name:
@@ -262,6 +294,7 @@ def start_run(
             run_name=run_name,
         )
     active = ActiveRun(run, client._tracker)
+    active._ray_task = ray_task
     stack.append(active)
     _publish()
     return active
@@ -314,7 +347,11 @@ def _run_for_logging(run_id):
     if run_id is None:
         run = _get_or_start_run()
         return run._tracker, run.info.run_id
-    return _context.tracker(), run_id
+    tracker = _context.tracker()
+    ensure_run = getattr(tracker, "_ensure_run", None)
+    if ensure_run is not None:
+        ensure_run(run_id)
+    return tracker, run_id
 
 
 # ---- params and tags -----------------------------------------------------------------------

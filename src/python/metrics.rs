@@ -11,6 +11,7 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString};
 use rustc_hash::FxHashMap;
 
 use super::errors::{mlflow_exception, raise_pending, to_pyerr, IntoPyResult};
+use super::outbox::Outbox;
 use super::tracker::{flush_engine, Tracker};
 use crate::entities::now_millis;
 use crate::error::{Error, Result};
@@ -221,6 +222,37 @@ pub fn entry_path(single: bool, index: usize) -> String {
     }
 }
 
+/// A metric of `log_batch` as Python hands it over: (key, value, timestamp, step).
+pub type BatchMetric<'py> = (
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+);
+
+/// The records of a batch, every entry validated (with its place in MLflow's wording).
+pub fn batch_records(
+    py: Python<'_>,
+    slot: &RunSlot,
+    metrics: &[BatchMetric<'_>],
+) -> PyResult<Vec<MetricRecord>> {
+    let single = metrics.len() == 1;
+    let mut records = Vec::with_capacity(metrics.len());
+    for (index, (key, value, timestamp, step)) in metrics.iter().enumerate() {
+        let path = entry_path(single, index);
+        records.push(metric_record(
+            py,
+            slot,
+            key,
+            value,
+            Some(timestamp),
+            Some(step),
+            &path,
+        )?);
+    }
+    Ok(records)
+}
+
 /// Validates one point as MLflow would and packs it for the writer.
 pub fn metric_record(
     py: Python<'_>,
@@ -322,11 +354,43 @@ fn resolve_target(py: Python<'_>, run_id: Option<&str>) -> PyResult<(Arc<Engine>
         }
     }
     let hook = RUN_FOR_LOGGING.import(py, "fastflow.fluent", "_run_for_logging")?;
-    let (tracker, id): (Bound<'_, Tracker>, String) = hook.call1((run_id,))?.extract()?;
-    let tracker_ref = tracker.borrow();
-    let engine = tracker_ref.engine(py)?;
-    let slot = tracker_ref.run_slot(py, &engine, &id)?;
-    Ok((engine, slot))
+    let (tracker, id): (Bound<'_, PyAny>, String) = hook.call1((run_id,))?.extract()?;
+    match Sink::of(&tracker)? {
+        Sink::Store(tracker) => {
+            let tracker = tracker.get();
+            let engine = tracker.engine(py)?;
+            let slot = tracker.run_slot(py, &engine, &id)?;
+            Ok((engine, slot))
+        }
+        Sink::Outbox(outbox) => {
+            let outbox = outbox.get();
+            Ok((outbox.engine.clone(), outbox.run_slot(py, &id)?))
+        }
+    }
+}
+
+/// Where a tracker's records go: a store's writer, or an outbox whose packets another
+/// process writes (a Python tracker that holds one as `_outbox`).
+enum Sink<'py> {
+    Store(Bound<'py, Tracker>),
+    Outbox(Bound<'py, Outbox>),
+}
+
+impl<'py> Sink<'py> {
+    fn of(tracker: &Bound<'py, PyAny>) -> PyResult<Self> {
+        if let Ok(store) = tracker.cast::<Tracker>() {
+            return Ok(Sink::Store(store.clone()));
+        }
+        let outbox = tracker.getattr("_outbox")?;
+        Ok(Sink::Outbox(outbox.cast_into::<Outbox>()?))
+    }
+
+    fn engine(&self, py: Python<'_>) -> PyResult<Arc<Engine>> {
+        match self {
+            Sink::Store(tracker) => tracker.get().engine(py),
+            Sink::Outbox(outbox) => Ok(outbox.get().engine.clone()),
+        }
+    }
 }
 
 fn after_send(
@@ -418,12 +482,12 @@ pub fn log_metrics(
 #[pyo3(signature = (tracker, run_id))]
 pub fn _set_thread_run(
     py: Python<'_>,
-    tracker: Option<Bound<'_, Tracker>>,
+    tracker: Option<Bound<'_, PyAny>>,
     run_id: Option<String>,
 ) -> PyResult<()> {
     let next = match (tracker, run_id) {
         (Some(tracker), Some(run_id)) => {
-            let engine = tracker.borrow().engine(py)?;
+            let engine = Sink::of(&tracker)?.engine(py)?;
             let slot = engine.runs.register(&run_id, true);
             Some(ThreadRun {
                 generation: process::generation(),

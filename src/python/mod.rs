@@ -2,6 +2,7 @@
 
 mod errors;
 mod metrics;
+mod outbox;
 mod tracker;
 
 use pyo3::prelude::*;
@@ -11,10 +12,13 @@ fn _fastflow(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("ALEMBIC_HEAD", crate::schema::ALEMBIC_HEAD)?;
     m.add_class::<tracker::Tracker>()?;
+    m.add_class::<outbox::Outbox>()?;
+    m.add_class::<outbox::Packet>()?;
     m.add_function(wrap_pyfunction!(metrics::log_metric, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::log_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::_set_thread_run, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::_flush_all, m)?)?;
+    m.add_function(wrap_pyfunction!(tracker::_validate_batch_limits, m)?)?;
     Ok(())
 }

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 
 use super::errors::{raise_pending, to_pyerr, IntoPyResult};
-use super::metrics::{self, metric_record};
+use super::metrics::{self, metric_record, BatchMetric};
 use crate::entities::{self, Experiment, Metric, Run, RunInfo};
 use crate::error::{Error, Result};
+use crate::outbox;
 use crate::process;
 use crate::runs::RunSlot;
 use crate::validation::{self, Checked, KeyKind};
-use crate::writer::{Engine, WriterState};
+use crate::writer::{Engine, MetricRecord, WriterState};
 
 type ExperimentTuple = (
     String,
@@ -36,13 +37,6 @@ type RunInfoTuple = (
     String,
 );
 type MetricTuple = (String, f64, i64, i64);
-/// A metric of `log_batch` as Python hands it over: (key, value, timestamp, step).
-type BatchMetric<'py> = (
-    Bound<'py, PyAny>,
-    Bound<'py, PyAny>,
-    Bound<'py, PyAny>,
-    Bound<'py, PyAny>,
-);
 type RunTuple = (
     RunInfoTuple,
     Vec<MetricTuple>,
@@ -100,9 +94,11 @@ where
     submit_and_wait(py, engine, job)
 }
 
-/// Waits until everything logged to this store is written, or says why it is not.
+/// Waits until everything logged to this engine is durable, or says why it is not.
 pub fn flush_engine(py: Python<'_>, engine: &Engine) -> PyResult<()> {
-    submit_and_wait(py, engine, |s: &mut WriterState| s.flush())
+    let mut interrupt: Option<PyErr> = None;
+    let result = py.detach(|| engine.flush(&mut super::metrics::signal_check(&mut interrupt)));
+    result.map_err(|error| super::metrics::raise(py, error, interrupt))
 }
 
 fn submit_and_wait<T, F>(py: Python<'_>, engine: &Engine, job: F) -> PyResult<T>
@@ -415,20 +411,7 @@ impl Tracker {
         let engine = self.engine(py)?;
         let slot = self.run_slot(py, &engine, &run_id)?;
         slot.check_active().into_py(py)?;
-        let single = metrics.len() == 1;
-        let mut records = Vec::with_capacity(metrics.len());
-        for (index, (key, value, timestamp, step)) in metrics.iter().enumerate() {
-            let path = metrics::entry_path(single, index);
-            records.push(metric_record(
-                py,
-                &slot,
-                key,
-                value,
-                Some(timestamp),
-                Some(step),
-                &path,
-            )?);
-        }
+        let records = metrics::batch_records(py, &slot, &metrics)?;
         validation::validate_unique_param_keys(params.iter().map(|(k, _)| k.as_str()))
             .into_py(py)?;
         let params = checked_pairs(py, params, KeyKind::Param, true)?;
@@ -486,6 +469,60 @@ impl Tracker {
         Ok(history.into_iter().map(metric_tuple).collect())
     }
 
+    /// Queues a packet shipped by another process's outbox (see `outbox`). Every point is
+    /// queued; points of runs the store lacks or has deleted are held by the writer, and the
+    /// first such run is reported to the sender.
+    fn log_packed(
+        &self,
+        py: Python<'_>,
+        run_ids: Vec<String>,
+        keys: Vec<String>,
+        records: &[u8],
+    ) -> PyResult<()> {
+        let decoded = outbox::decode(records, run_ids.len(), keys.len()).into_py(py)?;
+        let interner = process::current().interner.clone();
+        let key_ids = keys
+            .iter()
+            .map(|key| interner.intern_metric_key(key))
+            .collect::<Result<Vec<u32>>>()
+            .into_py(py)?;
+        let engine = self.engine(py)?;
+        let mut refused: Option<Error> = None;
+        let mut run_indexes = Vec::with_capacity(run_ids.len());
+        for run_id in &run_ids {
+            let slot = match engine.runs.get(run_id) {
+                Some(slot) => slot,
+                None => {
+                    let id = run_id.clone();
+                    let stage = run_job(py, &engine, move |s| s.store.run_lifecycle(&id))?;
+                    if stage.is_none() {
+                        refused.get_or_insert(Error::not_found(format!(
+                            "Run with id={run_id} not found"
+                        )));
+                    }
+                    let active = stage
+                        .as_deref()
+                        .is_none_or(|s| s == entities::LIFECYCLE_ACTIVE);
+                    engine.runs.register(run_id, active)
+                }
+            };
+            if let Err(error) = slot.check_active() {
+                refused.get_or_insert(error);
+            }
+            run_indexes.push(slot.index);
+        }
+        let records = decoded
+            .into_iter()
+            .map(|r| MetricRecord {
+                run: run_indexes[r.run as usize],
+                key: key_ids[r.key as usize],
+                ..r
+            })
+            .collect();
+        metrics::send_records(py, &engine, records)?;
+        refused.map_or(Ok(()), |error| Err(to_pyerr(py, error)))
+    }
+
     /// Waits until everything logged to this store is written.
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
         let engine = self.engine(py)?;
@@ -495,4 +532,15 @@ impl Tracker {
     fn __repr__(&self) -> String {
         format!("Tracker({:?})", self.uri)
     }
+}
+
+/// MLflow's limits on one `log_batch`, for trackers that validate before sending anything.
+#[pyfunction]
+pub fn _validate_batch_limits(
+    py: Python<'_>,
+    metrics: usize,
+    params: usize,
+    tags: usize,
+) -> PyResult<()> {
+    validation::validate_batch_limits(metrics, params, tags).into_py(py)
 }
