@@ -10,6 +10,8 @@ _ENV = (
     "MLFLOW_EXPERIMENT_ID",
     "MLFLOW_RUN_ID",
     "MLFLOW_TRUNCATE_LONG_VALUES",
+    "FASTFLOW_RAY_FUNNEL",
+    "FASTFLOW_RAY_CONTEXT",
 )
 
 
@@ -44,3 +46,13 @@ def mlflow():
 def sqlite_rows(path, sql, params=()):
     with sqlite3.connect(path) as conn:
         return conn.execute(sql, params).fetchall()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray instance for every Ray test: starting one takes seconds."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -227,6 +227,9 @@ def start_run(
     ray_task = _ray_task_of_this_call()
     if stack and ray_task is not None:
         _end_runs_left_by_other_tasks(stack, ray_task)
+    if not stack:
+        # A Ray worker outlives the driver's runs: read where the driver logs now.
+        driver = _context.ray_worker_context(refresh=True)
     if stack and not nested:
         raise Exception(
             f"Run with UUID {stack[0].info.run_id} is already active. To start a new run, first "
@@ -277,11 +280,9 @@ def start_run(
                 )
         elif stack:
             parent_run_id = stack[-1].info.run_id
-        elif nested:
+        elif nested and driver is not None:
             # In a Ray worker, the driver's active run is the bottom of every stack.
-            driver = _context.ray_worker_context(refresh=True)
-            if driver is not None:
-                parent_run_id = driver.get("parent_run_id")
+            parent_run_id = driver.get("parent_run_id")
         if parent_run_id is not None:
             user_tags[_PARENT_TAG] = parent_run_id
         if run_name:

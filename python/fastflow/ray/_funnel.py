@@ -11,6 +11,7 @@ worker logged before them durable.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import sys
 import threading
 import time
@@ -49,8 +50,9 @@ class FunnelActor:
         return self.write([], [], b"", True)
 
 
-def _actor_name(ray) -> str:
-    return f"fastflow-funnel-{ray.get_runtime_context().get_job_id()}"
+def _actor_name(ray, uri) -> str:
+    store = hashlib.sha1(uri.encode()).hexdigest()[:12]
+    return f"fastflow-funnel-{ray.get_runtime_context().get_job_id()}-{store}"
 
 
 def driver_funnel(ray, context):
@@ -68,7 +70,7 @@ def driver_funnel(ray, context):
         return None
     if mode == "auto" and sum(1 for node in ray.nodes() if node.get("Alive")) < 2:
         return None
-    name = _actor_name(ray)
+    name = _actor_name(ray, uri)
     key = (name, uri)
     if key not in _driver_funnels:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy

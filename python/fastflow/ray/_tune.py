@@ -279,17 +279,25 @@ def _watch_thread(run) -> None:
             _watcher.start()
 
 
+def _end_watched(only_finished_threads=True) -> None:
+    with _watch_lock:
+        ended = [(t, r) for t, r in _watched if not (only_finished_threads and t.is_alive())]
+        for item in ended:
+            _watched.remove(item)
+    for _, run in ended:
+        try:
+            client = MlflowClient(run._tracker.uri)
+            if client.get_run(run.info.run_id).info.status == "RUNNING":
+                client.set_terminated(run.info.run_id, "FINISHED")
+        except Exception as e:
+            logger.warning("could not end run %s: %s", run.info.run_id, e)
+
+
 def _watch_forever() -> None:
     while True:
         time.sleep(0.2)
-        with _watch_lock:
-            ended = [(t, r) for t, r in _watched if not t.is_alive()]
-            for item in ended:
-                _watched.remove(item)
-        for _, run in ended:
-            try:
-                client = MlflowClient(run._tracker.uri)
-                if client.get_run(run.info.run_id).info.status == "RUNNING":
-                    client.set_terminated(run.info.run_id, "FINISHED")
-            except Exception as e:
-                logger.warning("could not end run %s: %s", run.info.run_id, e)
+        _end_watched()
+
+
+# Tune ends a trial's actor soon after its function returns, often before the watcher looks.
+atexit.register(_end_watched, False)

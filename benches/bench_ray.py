@@ -1,0 +1,737 @@
+"""Multi-process and Ray Tune benchmark: fastflow against MLflow 3.17.2, side by side in one run.
+
+    python benches/bench_ray.py            # full run, a few minutes
+    python benches/bench_ray.py --quick    # smaller counts, for a smoke run
+
+Measures what logging costs when many processes share one SQLite store:
+
+- 1 and 8 OS processes each log into their own run of one store. Each worker times its
+  logging loop alone (the per-call cost); the parent times from the moment it lets the
+  workers start logging until every worker's run has ended with its points durable, and
+  then counts the points in the ``metrics`` table. MLflow's synchronous ``log_metric`` costs
+  milliseconds, so its workers log far fewer points than fastflow's: those rows compare
+  rates (points/s), not wall times.
+- A Ray Tune grid sweep whose function trainables log through each tool's ``setup_mlflow``
+  (fastflow's ``fastflow.ray.setup_mlflow`` and Ray's own, with real MLflow). Trials time
+  their logging calls and report them to Tune; the sweep is timed from ``Tuner.fit()`` until
+  its points are durable, and both tools log the same number of points.
+
+Every measurement runs in fresh child processes with its own SQLite store in a temporary
+directory, so the tools never share a database file, a writer thread or imported state. The
+machine this runs on may be shared and noisy: every figure is a median over repeated trials.
+The exit status is nonzero if a measurement failed, points were missing from a store or a
+target was not met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+MAX_WORKER_CALL_NS = 2_000
+MIN_SCALING = 0.60
+
+TOOLS = ("fastflow", "mlflow")
+TUNE_EXPERIMENT = "bench-ray-tune"
+
+WORKER_TIMEOUT_S = 900
+
+
+@dataclass(frozen=True)
+class Plan:
+    processes: int
+    ff_points: int
+    mlflow_points: int
+    ff_trials: int
+    mlflow_trials: int
+    tune_trials: int
+    tune_iterations: int
+    tune_points: int
+    tune_sweeps: int
+
+    def points(self, tool: str) -> int:
+        return self.ff_points if tool == "fastflow" else self.mlflow_points
+
+    def trials(self, tool: str) -> int:
+        return self.ff_trials if tool == "fastflow" else self.mlflow_trials
+
+    @property
+    def tune_total(self) -> int:
+        return self.tune_trials * self.tune_iterations * self.tune_points
+
+
+FULL = Plan(
+    processes=8,
+    ff_points=100_000,
+    mlflow_points=500,
+    ff_trials=5,
+    mlflow_trials=3,
+    tune_trials=8,
+    tune_iterations=20,
+    tune_points=50,
+    tune_sweeps=2,
+)
+QUICK = Plan(
+    processes=8,
+    ff_points=20_000,
+    mlflow_points=100,
+    ff_trials=2,
+    mlflow_trials=1,
+    tune_trials=4,
+    tune_iterations=5,
+    tune_points=50,
+    tune_sweeps=1,
+)
+
+
+class BenchError(Exception):
+    pass
+
+
+def sqlite_uri(path: str) -> str:
+    return "sqlite:///" + os.path.abspath(path)
+
+
+def points_per_run(path: str) -> dict:
+    conn = sqlite3.connect(path)
+    try:
+        query = "SELECT run_uuid, COUNT(*) FROM metrics GROUP BY run_uuid"
+        return dict(conn.execute(query).fetchall())
+    finally:
+        conn.close()
+
+
+def tracking_module(tool: str):
+    if tool == "fastflow":
+        import fastflow
+
+        return fastflow
+    import mlflow
+
+    return mlflow
+
+
+# ---- workers: each runs alone in a child process and returns a JSON-able dict ---------------
+
+
+def worker_store(workdir: str, tool: str, uri: str) -> dict:
+    # Workers that all find an empty file would race on creating the schema; the store and
+    # its default experiment exist before any of them starts.
+    tracking = tracking_module(tool)
+    if tool == "fastflow":
+        tracking.MlflowClient(uri)
+        tracking.flush()
+    else:
+        tracking.set_tracking_uri(uri)
+        tracking.MlflowClient().search_experiments()
+    return {}
+
+
+def worker_log(workdir: str, tool: str, uri: str, points: int) -> dict:
+    mlflow = tracking_module(tool)
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run() as run:
+        # The parent starts every worker's loop at once, after all of them have imported the
+        # tool and started their run.
+        print("ready", flush=True)
+        if sys.stdin.readline().strip() != "go":
+            raise BenchError("the parent did not say go")
+        cpu_start = time.thread_time_ns()
+        start = time.perf_counter_ns()
+        for i in range(points):
+            mlflow.log_metric("loss", float(i), step=i)
+        wall_ns = time.perf_counter_ns() - start
+        cpu_ns = time.thread_time_ns() - cpu_start
+    return {"run_id": run.info.run_id, "call_ns": wall_ns / points, "cpu_ns": cpu_ns / points}
+
+
+def tune_trainable(config: dict) -> None:
+    import ray.tune
+
+    if config["tool"] == "fastflow":
+        from fastflow.ray import setup_mlflow
+    else:
+        from ray.air.integrations.mlflow import setup_mlflow
+
+    mlflow = setup_mlflow(
+        config,
+        tracking_uri=config["uri"],
+        experiment_name=TUNE_EXPERIMENT,
+        create_experiment_if_not_exists=True,
+    )
+    keys = [f"metric_{k}" for k in range(config["points"])]
+    last = config["iterations"] - 1
+    for step in range(config["iterations"]):
+        value = config["lr"] / (step + 1)
+        start = time.perf_counter_ns()
+        for key in keys:
+            mlflow.log_metric(key, value, step=step)
+        call_ns = (time.perf_counter_ns() - start) / len(keys)
+        if step == last:
+            # Tune may stop this actor as soon as the trial has reported for the last time;
+            # what the trial logged must be in the store by then. (A no-op for MLflow, whose
+            # log_metric is synchronous.)
+            mlflow.flush_async_logging()
+        ray.tune.report({"call_ns": call_ns})
+
+
+def worker_tune(workdir: str, tool: str, trials: int, iterations: int, points: int) -> dict:
+    tracking = tracking_module(tool)
+    path = os.path.join(workdir, f"{tool}.db")
+    uri = sqlite_uri(path)
+    # Trials run two at a time; creating the store and experiment up front keeps them from
+    # racing on it, so the sweep measures logging.
+    tracking.MlflowClient(uri).create_experiment(TUNE_EXPERIMENT)
+
+    import ray
+    from ray import tune
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        tuner = tune.Tuner(
+            tune_trainable,
+            param_space={
+                "tool": tool,
+                "uri": uri,
+                "iterations": iterations,
+                "points": points,
+                "lr": tune.grid_search([0.1 / (t + 1) for t in range(trials)]),
+            },
+            run_config=tune.RunConfig(
+                name="sweep", storage_path=os.path.join(workdir, "ray_results"), verbose=0
+            ),
+        )
+        start = time.perf_counter()
+        grid = tuner.fit()
+        tracking.flush_async_logging()
+        wall_s = time.perf_counter() - start
+        found = sum(points_per_run(path).values())
+    finally:
+        ray.shutdown()
+    if grid.errors:
+        raise BenchError(f"{len(grid.errors)} trials failed; the first: {grid.errors[0]}")
+    if len(grid) != trials:
+        raise BenchError(f"{len(grid)} of {trials} trials returned a result")
+    call_ns = []
+    for result in grid:
+        call_ns.extend(float(v) for v in result.metrics_dataframe["call_ns"])
+    return {"wall_s": wall_s, "call_ns": call_ns, "points": found}
+
+
+WORKERS: dict[str, Callable[..., dict]] = {
+    "store": worker_store,
+    "log": worker_log,
+    "tune": worker_tune,
+}
+
+
+# ---- the parent: runs workers, collects medians, prints the table ---------------------------
+
+
+def child_env() -> dict:
+    # A caller's MLFLOW_* settings (tracking URI, experiment, async logging by default) would
+    # change what is measured.
+    return {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+
+
+def tail(text: str, lines: int = 15) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def worker_cmd(name: str, workdir: str, **params) -> list:
+    script = os.path.abspath(__file__)
+    return [sys.executable, script, "--worker", name, workdir, json.dumps(params)]
+
+
+def last_json(stdout: str) -> dict:
+    for line in reversed(stdout.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise BenchError(f"no result in the child's output\n{tail(stdout)}")
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    # Each child leads its own process group, so this reaches what it started (Ray's
+    # raylet and workers) and nothing else.
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run_child(cmd: list, cwd: str, timeout: float = WORKER_TIMEOUT_S) -> dict:
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        _, stderr = proc.communicate()
+        raise BenchError(f"timed out after {timeout:.0f} s\n{tail(stderr or '')}") from None
+    if proc.returncode != 0:
+        raise BenchError(f"exited with status {proc.returncode}\n{tail(stderr)}")
+    return last_json(stdout)
+
+
+@dataclass
+class Spread:
+    call_ns: list = field(default_factory=list)
+    cpu_ns: list = field(default_factory=list)
+    wall_s: list = field(default_factory=list)
+    total_points: int = 0
+
+    @property
+    def rates(self) -> list:
+        return [self.total_points / s for s in self.wall_s]
+
+
+def read_line(proc: subprocess.Popen, errfile: str, expect: Callable[[str], bool]) -> str:
+    while True:
+        line = proc.stdout.readline()
+        if not line:
+            proc.wait()
+            with open(errfile, errors="replace") as f:
+                stderr = f.read()
+            raise BenchError(f"a worker exited with status {proc.returncode}\n{tail(stderr)}")
+        if expect(line):
+            return line
+
+
+def process_trial(root: str, tool: str, processes: int, points: int, out: Spread) -> None:
+    """One trial: a fresh store, ``processes`` workers that log ``points`` each at once."""
+    workdir = tempfile.mkdtemp(prefix=f"{tool}-{processes}p-", dir=root)
+    path = os.path.join(workdir, f"{tool}.db")
+    uri = sqlite_uri(path)
+    run_child(worker_cmd("store", workdir, tool=tool, uri=uri), cwd=workdir)
+    cmd = worker_cmd("log", workdir, tool=tool, uri=uri, points=points)
+    procs, errfiles = [], []
+    timed_out = threading.Event()
+
+    def on_timeout() -> None:
+        timed_out.set()
+        for proc in procs:
+            kill_group(proc)
+
+    watchdog = threading.Timer(WORKER_TIMEOUT_S, on_timeout)
+    watchdog.start()
+    try:
+        for k in range(processes):
+            errfile = os.path.join(workdir, f"worker-{k}.stderr")
+            with open(errfile, "w") as err:
+                procs.append(
+                    subprocess.Popen(
+                        cmd,
+                        cwd=workdir,
+                        env=child_env(),
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        stderr=err,
+                        text=True,
+                        start_new_session=True,
+                    )
+                )
+            errfiles.append(errfile)
+        for proc, errfile in zip(procs, errfiles):
+            read_line(proc, errfile, lambda line: line.strip() == "ready")
+        start = time.perf_counter()
+        for proc in procs:
+            proc.stdin.write("go\n")
+            proc.stdin.close()
+        results = [
+            json.loads(read_line(proc, errfile, lambda line: line.startswith("{")))
+            for proc, errfile in zip(procs, errfiles)
+        ]
+        wall_s = time.perf_counter() - start
+        # Counted before the workers exit: end_run's return is the durability promise.
+        found = points_per_run(path)
+        for proc in procs:
+            proc.wait()
+    except BenchError as e:
+        if timed_out.is_set():
+            raise BenchError(f"timed out after {WORKER_TIMEOUT_S} s\n{e}") from None
+        raise
+    finally:
+        watchdog.cancel()
+        for proc in procs:
+            if proc.poll() is None:
+                kill_group(proc)
+                proc.wait()
+            proc.stdout.close()
+    missing = {
+        r["run_id"]: found.get(r["run_id"], 0) for r in results if found.get(r["run_id"]) != points
+    }
+    if missing or sum(found.values()) != processes * points:
+        raise BenchError(
+            f"{sum(found.values()):,} of {processes * points:,} metric points were in the store "
+            f"once every worker's run had ended; runs short of {points:,}: {missing}"
+        )
+    out.call_ns.extend(r["call_ns"] for r in results)
+    out.cpu_ns.extend(r["cpu_ns"] for r in results)
+    out.wall_s.append(wall_s)
+    out.total_points = processes * points
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def tune_sweep(root: str, tool: str, plan: Plan, out: Spread) -> None:
+    workdir = tempfile.mkdtemp(prefix=f"{tool}-tune-", dir=root)
+    cmd = worker_cmd(
+        "tune",
+        workdir,
+        tool=tool,
+        trials=plan.tune_trials,
+        iterations=plan.tune_iterations,
+        points=plan.tune_points,
+    )
+    result = run_child(cmd, cwd=workdir)
+    if result["points"] != plan.tune_total:
+        raise BenchError(
+            f"{result['points']:,} of {plan.tune_total:,} metric points were in the store "
+            "after Tuner.fit() and flush"
+        )
+    out.call_ns.extend(result["call_ns"])
+    out.wall_s.append(result["wall_s"])
+    out.total_points = plan.tune_total
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@dataclass
+class Results:
+    one: dict = field(default_factory=dict)
+    many: dict = field(default_factory=dict)
+    tune: dict = field(default_factory=dict)
+
+
+def measure(plan: Plan, root: str, errors: dict) -> Results:
+    res = Results()
+
+    def attempt(label: str, step: Callable[[], None]) -> None:
+        print(f"  {label} ...", file=sys.stderr, flush=True)
+        try:
+            step()
+        # ValueError: a child printed something other than the result it was asked for.
+        except (BenchError, ValueError) as e:
+            errors[label] = str(e)
+
+    for tool in TOOLS:
+        points, trials = plan.points(tool), plan.trials(tool)
+        one, many = Spread(), Spread()
+
+        def processes(one=one, many=many, tool=tool, points=points, trials=trials) -> None:
+            # Alternating the two cases spreads the machine's noise over both.
+            for _ in range(trials):
+                process_trial(root, tool, 1, points, one)
+                process_trial(root, tool, plan.processes, points, many)
+            res.one[tool], res.many[tool] = one, many
+
+        label = f"{tool}: 1 and {plan.processes} processes x {points:,} points, {trials} x"
+        attempt(label, processes)
+
+    for tool in TOOLS:
+        sweep = Spread()
+
+        def sweeps(sweep=sweep, tool=tool) -> None:
+            for _ in range(plan.tune_sweeps):
+                tune_sweep(root, tool, plan, sweep)
+            res.tune[tool] = sweep
+
+        attempt(f"{tool}: Tune sweep, {plan.tune_sweeps} x", sweeps)
+    return res
+
+
+def three_digits(x: float) -> str:
+    if x >= 100:
+        return f"{x:.0f}"
+    if x >= 10:
+        return f"{x:.1f}"
+    return f"{x:.2f}"
+
+
+def fmt_time_ns(ns: float) -> str:
+    for scale, unit in ((1e9, "s"), (1e6, "ms"), (1e3, "us")):
+        if ns >= scale:
+            return f"{three_digits(ns / scale)} {unit}"
+    return f"{ns:.0f} ns"
+
+
+def fmt_seconds(seconds: float) -> str:
+    return fmt_time_ns(seconds * 1e9)
+
+
+def fmt_ratio(ratio: float) -> str:
+    if ratio >= 100:
+        return f"{ratio:,.0f}x"
+    if ratio >= 10:
+        return f"{ratio:.1f}x"
+    return f"{ratio:.2f}x"
+
+
+def fmt_rate(points_per_s: float) -> str:
+    if points_per_s >= 10_000:
+        return f"{points_per_s / 1e3:,.0f}k pts/s"
+    return f"{points_per_s:,.0f} pts/s"
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def median(values: Optional[list]) -> Optional[float]:
+    return statistics.median(values) if values else None
+
+
+def spread(values: list, fmt: Callable[[float], str]) -> str:
+    low, high = min(values), max(values)
+    return f"median {fmt(statistics.median(values))}, range {fmt(low)} .. {fmt(high)}"
+
+
+ERR = "error"
+NONE = "-"
+
+
+def cell(value: Optional[float], fmt: Callable[[float], str]) -> str:
+    return fmt(value) if value is not None else ERR
+
+
+def quotient(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    return a / b if a is not None and b else None
+
+
+def build_rows(plan: Plan, res: Results) -> tuple:
+    """Rows of (measurement, fastflow, MLflow, ratio, target, result), and the targets as
+    (name, verdict). Every ratio is MLflow's time / fastflow's time or fastflow's rate /
+    MLflow's rate, so above 1 means fastflow is faster."""
+    rows, targets = [], []
+    n = plan.processes
+
+    def call_row(label: str, cases: dict, target_name: str) -> None:
+        ff = median(cases.get("fastflow").call_ns) if cases.get("fastflow") else None
+        ml = median(cases.get("mlflow").call_ns) if cases.get("mlflow") else None
+        result = verdict(ff < MAX_WORKER_CALL_NS) if ff is not None else ERR
+        targets.append((target_name, result))
+        ratio = quotient(ml, ff)
+        rows.append(
+            (
+                label,
+                cell(ff, fmt_time_ns),
+                cell(ml, fmt_time_ns),
+                cell(ratio, fmt_ratio),
+                f"< {fmt_time_ns(MAX_WORKER_CALL_NS)}",
+                result,
+            )
+        )
+
+    def rate_rows(label: str, cases: dict, processes: int) -> tuple:
+        ff_case, ml_case = cases.get("fastflow"), cases.get("mlflow")
+        ff = median(ff_case.rates) if ff_case else None
+        ml = median(ml_case.rates) if ml_case else None
+        rows.append(
+            (label, cell(ff, fmt_rate), cell(ml, fmt_rate), cell(quotient(ff, ml), fmt_ratio))
+            + (NONE, NONE)
+        )
+        ff_n, ml_n = processes * plan.ff_points, processes * plan.mlflow_points
+        rows.append(
+            (
+                f"  wall time until durable ({ff_n:,} vs {ml_n:,} points)",
+                cell(median(ff_case.wall_s) if ff_case else None, fmt_seconds),
+                cell(median(ml_case.wall_s) if ml_case else None, fmt_seconds),
+                NONE,
+                NONE,
+                NONE,
+            )
+        )
+        return ff, ml
+
+    call_row("1 process: log_metric per call, in the loop", res.one, "1-process per call")
+    call_row(
+        f"{n} processes: log_metric per call, in each worker's loop",
+        res.many,
+        f"{n}-process per call",
+    )
+    ff_one, ml_one = rate_rows("1 process: points/s until durable*", res.one, 1)
+    ff_many, ml_many = rate_rows(f"{n} processes: aggregate points/s until durable*", res.many, n)
+    ff_scale, ml_scale = quotient(ff_many, ff_one), quotient(ml_many, ml_one)
+    scale_result = verdict(ff_scale >= MIN_SCALING) if ff_scale is not None else ERR
+    targets.append((f"{n}-process / 1-process throughput", scale_result))
+    rows.append(
+        (
+            f"  {n}-process aggregate / 1-process points/s",
+            cell(ff_scale, fmt_ratio),
+            cell(ml_scale, fmt_ratio),
+            NONE,
+            f">= {MIN_SCALING:.2f}x",
+            scale_result,
+        )
+    )
+
+    call_row(
+        f"Tune sweep, {plan.tune_trials} trials: log_metric per call, in the trials",
+        res.tune,
+        "Tune per call",
+    )
+    ff_tune, ml_tune = res.tune.get("fastflow"), res.tune.get("mlflow")
+    ff_wall = median(ff_tune.wall_s) if ff_tune else None
+    ml_wall = median(ml_tune.wall_s) if ml_tune else None
+    rows.append(
+        (
+            f"  sweep wall time, fit() until durable ({plan.tune_total:,} points each)",
+            cell(ff_wall, fmt_seconds),
+            cell(ml_wall, fmt_seconds),
+            cell(quotient(ml_wall, ff_wall), fmt_ratio),
+            NONE,
+            NONE,
+        )
+    )
+    return rows, targets
+
+
+def footnote(plan: Plan) -> str:
+    return (
+        f"* Counts differ: each fastflow worker logs {plan.ff_points:,} points, each MLflow "
+        f"worker {plan.mlflow_points:,} (its synchronous log_metric takes milliseconds), so "
+        "these rows compare rates, not wall times."
+    )
+
+
+def header(mlflow_name: str) -> tuple:
+    return ("Measurement", "fastflow", mlflow_name, "Ratio", "Target", "Result")
+
+
+def text_table(head: tuple, rows: list) -> str:
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+
+    def line(cells) -> str:
+        first = str(cells[0]).ljust(widths[0])
+        rest = [str(c).rjust(w) for c, w in zip(cells[1:], widths[1:])]
+        return "  ".join([first, *rest]).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(head), rule, *(line(r) for r in rows)])
+
+
+def markdown_table(head: tuple, rows: list) -> str:
+    def line(cells) -> str:
+        # Markdown drops leading spaces; non-breaking ones keep sub-rows indented.
+        first = str(cells[0])
+        if first.startswith("  "):
+            first = "&nbsp;&nbsp;" + first.strip()
+        # A bare asterisk would open emphasis.
+        first = first.replace("*", "\\*")
+        return "| " + " | ".join([first, *map(str, cells[1:])]) + " |"
+
+    align = "|" + "|".join([":---", *["---:"] * (len(head) - 1)]) + "|"
+    return "\n".join([line(head), align, *(line(r) for r in rows)])
+
+
+def details(plan: Plan, res: Results) -> list:
+    lines = []
+    for tool in TOOLS:
+        name = "fastflow" if tool == "fastflow" else "MLflow"
+        points, trials = plan.points(tool), plan.trials(tool)
+        for processes, cases in ((1, res.one), (plan.processes, res.many)):
+            got = cases.get(tool)
+            if got is None:
+                continue
+            what = f"{name}, {processes} x {points:,} points, {trials} trials"
+            lines.append(f"{what}, per call (wall clock): {spread(got.call_ns, fmt_time_ns)}")
+            lines.append(f"{what}, per call (CPU of the loop): {spread(got.cpu_ns, fmt_time_ns)}")
+            lines.append(f"{what}, wall time until durable: {spread(got.wall_s, fmt_seconds)}")
+    for tool in TOOLS:
+        got = res.tune.get(tool)
+        if got is None:
+            continue
+        name = "fastflow" if tool == "fastflow" else "MLflow"
+        what = (
+            f"{name} Tune sweep ({plan.tune_trials} trials x {plan.tune_iterations} reports x "
+            f"{plan.tune_points} points), {plan.tune_sweeps} sweeps"
+        )
+        lines.append(
+            f"{what}, per call over {len(got.call_ns)} batches: {spread(got.call_ns, fmt_time_ns)}"
+        )
+        lines.append(f"{what}, wall time: {spread(got.wall_s, fmt_seconds)}")
+    return lines
+
+
+def version_of(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def main(argv: Optional[list] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
+    parser.add_argument("--worker", nargs=3, metavar=("NAME", "DIR", "PARAMS"), help="internal")
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        name, workdir, params = args.worker
+        # Flushed at once: the parent stops its clock when this line arrives.
+        print(json.dumps(WORKERS[name](workdir, **json.loads(params))), flush=True)
+        return 0
+
+    plan = QUICK if args.quick else FULL
+    mode = "quick" if args.quick else "full"
+    print(f"bench_ray ({mode} run); progress on stderr", file=sys.stderr)
+    errors: dict = {}
+    with tempfile.TemporaryDirectory(prefix="bench_ray-") as root:
+        res = measure(plan, root, errors)
+
+    mlflow_name = f"MLflow {version_of('mlflow')}"
+    rows, targets = build_rows(plan, res)
+    head = header(mlflow_name)
+    print(
+        f"fastflow {version_of('fastflow')} vs {mlflow_name} | Ray {version_of('ray')} | "
+        f"Python {platform.python_version()} | Python sqlite3 lib {sqlite3.sqlite_version} | "
+        f"{platform.machine()}, {os.cpu_count()} CPUs | {mode} run"
+    )
+    print()
+    print(text_table(head, rows))
+    print()
+    print(footnote(plan))
+    print("Ratio = MLflow time / fastflow time, or fastflow points/s / MLflow points/s; above 1")
+    print("means fastflow is faster. All figures are medians over repeated trials:")
+    for line in details(plan, res):
+        print(f"  - {line}")
+    print()
+    print("Targets: " + ", ".join(f"{name} {result}" for name, result in targets))
+    print()
+    print("Markdown:")
+    print()
+    print(markdown_table(head, rows))
+    print()
+    print(footnote(plan).replace("*", "\\*", 1))
+    failed = [name for name, result in targets if result != "PASS"]
+    if errors:
+        print()
+        for label, message in errors.items():
+            print(f"ERROR in {label}: {message}")
+    if failed:
+        print()
+        print(f"FAILED targets: {', '.join(failed)}")
+    return 1 if errors or failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
