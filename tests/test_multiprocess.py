@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import fastflow
-
 from conftest import sqlite_rows
 
 _WORKER = """
