@@ -26,6 +26,7 @@ EPOCHS = 20
 
 
 def train_model(config: dict) -> None:
+    """Momentum SGD; each report becomes one metrics batch at step training_iteration."""
     rng = np.random.default_rng(seed=0)  # same data in every trial, so losses compare
     x = rng.normal(size=(512, 8))
     y = x @ rng.normal(size=8) + 0.1 * rng.normal(size=512)
@@ -39,7 +40,8 @@ def train_model(config: dict) -> None:
 
 
 def best_run_by_mlflow(sweep: str):
-    # MLflow reads the store fastflow wrote; the sweep tag keeps earlier sweeps out.
+    # MLflow reads the store fastflow wrote. The sweep tag keeps earlier sweeps out, the
+    # metric filter the parent run (it has no val_loss).
     import mlflow as mlflow_reader
 
     runs = mlflow_reader.MlflowClient(mlflow.get_tracking_uri()).search_runs(
@@ -77,7 +79,7 @@ def main() -> None:
     client = mlflow.MlflowClient()
     run = client.get_run(best_run_by_mlflow(sweep).info.run_id)
     history = client.get_metric_history(run.info.run_id, "val_loss")
-    print(f"Its MLflow run:    {run.info.run_id} ({run.info.run_name}), {run.info.status}")
+    print(f"Best MLflow run:   {run.info.run_id} ({run.info.run_name}), {run.info.status}")
     print(f"  params {run.data.params}, parent {run.data.tags['mlflow.parentRunId']}")
     print(f"  val_loss by step: {[round(m.value, 3) for m in history[:5]]} ... (x{len(history)})")
     print(f"Logged {len(results)} trial runs under one parent run named '{sweep}'")
