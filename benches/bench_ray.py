@@ -356,8 +356,12 @@ def process_trial(root: str, tool: str, processes: int, points: int, out: Spread
             read_line(proc, errfile, lambda line: line.strip() == "ready")
         start = time.perf_counter()
         for proc in procs:
-            proc.stdin.write("go\n")
-            proc.stdin.close()
+            try:
+                proc.stdin.write("go\n")
+                proc.stdin.close()
+            except BrokenPipeError:
+                # That worker has died; reading its output below reports how.
+                pass
         results = [
             json.loads(read_line(proc, errfile, lambda line: line.startswith("{")))
             for proc, errfile in zip(procs, errfiles)
@@ -568,8 +572,10 @@ def build_rows(plan: Plan, res: Results) -> tuple:
         res.many,
         f"{n}-process per call",
     )
-    ff_one, ml_one = rate_rows("1 process: points/s until durable*", res.one, 1)
-    ff_many, ml_many = rate_rows(f"{n} processes: aggregate points/s until durable*", res.many, n)
+    ff_one, ml_one = rate_rows("1 process: points/s until durable (counts differ*)", res.one, 1)
+    ff_many, ml_many = rate_rows(
+        f"{n} processes: aggregate points/s until durable (counts differ*)", res.many, n
+    )
     ff_scale, ml_scale = quotient(ff_many, ff_one), quotient(ml_many, ml_one)
     scale_result = verdict(ff_scale >= MIN_SCALING) if ff_scale is not None else ERR
     targets.append((f"{n}-process / 1-process throughput", scale_result))
@@ -605,12 +611,16 @@ def build_rows(plan: Plan, res: Results) -> tuple:
     return rows, targets
 
 
-def footnote(plan: Plan) -> str:
-    return (
-        f"* Counts differ: each fastflow worker logs {plan.ff_points:,} points, each MLflow "
-        f"worker {plan.mlflow_points:,} (its synchronous log_metric takes milliseconds), so "
-        "these rows compare rates, not wall times."
-    )
+def footnote(plan: Plan) -> list:
+    return [
+        f"* Each fastflow worker logs {plan.ff_points:,} points, each MLflow worker "
+        f"{plan.mlflow_points:,} (its",
+        "  synchronous log_metric takes milliseconds): these rows compare rates, not wall times.",
+    ]
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def header(mlflow_name: str) -> tuple:
@@ -652,7 +662,7 @@ def details(plan: Plan, res: Results) -> list:
             got = cases.get(tool)
             if got is None:
                 continue
-            what = f"{name}, {processes} x {points:,} points, {trials} trials"
+            what = f"{name}, {processes} x {points:,} points, {plural(trials, 'trial')}"
             lines.append(f"{what}, per call (wall clock): {spread(got.call_ns, fmt_time_ns)}")
             lines.append(f"{what}, per call (CPU of the loop): {spread(got.cpu_ns, fmt_time_ns)}")
             lines.append(f"{what}, wall time until durable: {spread(got.wall_s, fmt_seconds)}")
@@ -663,7 +673,7 @@ def details(plan: Plan, res: Results) -> list:
         name = "fastflow" if tool == "fastflow" else "MLflow"
         what = (
             f"{name} Tune sweep ({plan.tune_trials} trials x {plan.tune_iterations} reports x "
-            f"{plan.tune_points} points), {plan.tune_sweeps} sweeps"
+            f"{plan.tune_points} points), {plural(plan.tune_sweeps, 'sweep')}"
         )
         lines.append(
             f"{what}, per call over {len(got.call_ns)} batches: {spread(got.call_ns, fmt_time_ns)}"
@@ -709,7 +719,7 @@ def main(argv: Optional[list] = None) -> int:
     print()
     print(text_table(head, rows))
     print()
-    print(footnote(plan))
+    print("\n".join(footnote(plan)))
     print("Ratio = MLflow time / fastflow time, or fastflow points/s / MLflow points/s; above 1")
     print("means fastflow is faster. All figures are medians over repeated trials:")
     for line in details(plan, res):
@@ -721,7 +731,7 @@ def main(argv: Optional[list] = None) -> int:
     print()
     print(markdown_table(head, rows))
     print()
-    print(footnote(plan).replace("*", "\\*", 1))
+    print(" ".join(line.strip() for line in footnote(plan)).replace("*", "\\*", 1))
     failed = [name for name, result in targets if result != "PASS"]
     if errors:
         print()
