@@ -3,9 +3,9 @@
 The actor runs on the driver's node, is owned by the driver (it ends with the job) and holds
 the store with fastflow's own writer. In a worker, logging calls cost what they cost with a
 local store: the records go into an outbox engine in Rust, and one shipping thread sends them
-to the actor in packets (run ids, key names, 32 bytes per point). Run and param operations
-are actor calls. ``flush()`` and ``end_run()`` return once the actor has made everything the
-worker logged before them durable.
+to the actor in packets (run ids, key names, 32 bytes per point), and the actor commits each
+packet before it answers. Run and param operations are actor calls. ``flush()`` and
+``end_run()`` return once everything the worker logged before them is committed.
 """
 
 from __future__ import annotations
@@ -37,17 +37,18 @@ class FunnelActor:
         except MlflowException as e:
             return ("error", e.message, e.error_code)
 
-    def write(self, run_ids, keys, records, durable):
+    def write(self, run_ids, keys, records):
+        # Acknowledged means committed: the actor dies with the job (or at ray.shutdown)
+        # and must never hold points a worker believes delivered.
         try:
             self._tracker.log_packed(run_ids, keys, records)
-            if durable:
-                self._tracker.flush()
+            self._tracker.flush()
         except MlflowException as e:
             return (e.message, e.error_code)
         return None
 
     def flush(self):
-        return self.write([], [], b"", True)
+        return self.write([], [], b"")
 
 
 def _actor_name(ray, uri) -> str:
@@ -232,7 +233,7 @@ def _deliver(packet, actor):
     while True:
         try:
             return ray.get(
-                actor.write.remote(packet.run_ids, packet.keys, packet.records, packet.durable)
+                actor.write.remote(packet.run_ids, packet.keys, packet.records)
             )
         except ray.exceptions.ActorUnavailableError:
             time.sleep(delay)
