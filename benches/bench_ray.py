@@ -15,6 +15,12 @@ Measures what logging costs when many processes share one SQLite store:
   (fastflow's ``fastflow.ray.setup_mlflow`` and Ray's own, with real MLflow). Trials time
   their logging calls and report them to Tune; the sweep is timed from ``Tuner.fit()`` until
   its points are durable, and both tools log the same number of points.
+- Ray tasks that log through the funnel (fastflow only): each task logs a series into its own
+  child run of the driver's run, once with ``FASTFLOW_RAY_FUNNEL=always`` (the points travel
+  to a Ray actor on the driver's node, which commits them) and once with ``never`` (each
+  worker writes the store itself, the baseline). Tasks time their logging loop; the driver
+  times from submitting the tasks until ``ray.get`` has all of them, when their runs have
+  ended and their points are durable.
 
 Every measurement runs in fresh child processes with its own SQLite store in a temporary
 directory, so the tools never share a database file, a writer thread or imported state. The
@@ -47,6 +53,9 @@ MIN_SCALING = 0.60
 
 TOOLS = ("fastflow", "mlflow")
 TUNE_EXPERIMENT = "bench-ray-tune"
+FUNNEL_ENV = "FASTFLOW_RAY_FUNNEL"
+# The measured path first, then its baseline.
+FUNNEL_MODES = ("always", "never")
 
 WORKER_TIMEOUT_S = 900
 
@@ -62,6 +71,9 @@ class Plan:
     tune_iterations: int
     tune_points: int
     tune_sweeps: int
+    ray_tasks: int
+    ray_points: int
+    ray_trials: int
 
     def points(self, tool: str) -> int:
         return self.ff_points if tool == "fastflow" else self.mlflow_points
@@ -72,6 +84,10 @@ class Plan:
     @property
     def tune_total(self) -> int:
         return self.tune_trials * self.tune_iterations * self.tune_points
+
+    @property
+    def ray_total(self) -> int:
+        return self.ray_tasks * self.ray_points
 
 
 FULL = Plan(
@@ -84,6 +100,9 @@ FULL = Plan(
     tune_iterations=20,
     tune_points=50,
     tune_sweeps=2,
+    ray_tasks=4,
+    ray_points=100_000,
+    ray_trials=3,
 )
 QUICK = Plan(
     processes=8,
@@ -95,6 +114,9 @@ QUICK = Plan(
     tune_iterations=5,
     tune_points=50,
     tune_sweeps=1,
+    ray_tasks=2,
+    ray_points=20_000,
+    ray_trials=1,
 )
 
 
@@ -232,10 +254,87 @@ def worker_tune(workdir: str, tool: str, trials: int, iterations: int, points: i
     return {"wall_s": wall_s, "call_ns": call_ns, "points": found}
 
 
+def tracker_check(funnel: bool) -> str:
+    """Which tracker this Ray worker logs through; raises if it is not the one measured."""
+    import fastflow as mlflow
+
+    tracker = repr(mlflow.MlflowClient()._tracker)
+    if tracker.startswith("FunnelTracker") != funnel:
+        path = "the funnel actor" if funnel else "direct store access"
+        raise BenchError(f"a Ray task meant to log through {path} got {tracker}")
+    return tracker
+
+
+def warm_up_task(funnel: bool, hold_s: float) -> None:
+    import fastflow as mlflow
+
+    # An empty run waits for the funnel actor's process to start and answer; holding the
+    # worker makes its siblings start in other processes.
+    with mlflow.start_run(nested=True):
+        tracker_check(funnel)
+    time.sleep(hold_s)
+
+
+def logging_task(funnel: bool, points: int) -> dict:
+    import fastflow as mlflow
+
+    with mlflow.start_run(nested=True) as run:
+        tracker = tracker_check(funnel)
+        cpu_start = time.thread_time_ns()
+        start = time.perf_counter_ns()
+        for i in range(points):
+            mlflow.log_metric("loss", float(i), step=i)
+        wall_ns = time.perf_counter_ns() - start
+        cpu_ns = time.thread_time_ns() - cpu_start
+    return {
+        "run_id": run.info.run_id,
+        "tracker": tracker,
+        "call_ns": wall_ns / points,
+        "cpu_ns": cpu_ns / points,
+    }
+
+
+def worker_ray_tasks(workdir: str, mode: str, tasks: int, points: int) -> dict:
+    # The driver decides whether its workers get a funnel when its run starts; Ray's workers
+    # inherit the environment ray.init sees.
+    os.environ[FUNNEL_ENV] = mode
+    funnel = mode == "always"
+    path = os.path.join(workdir, f"ray-{mode}.db")
+    uri = sqlite_uri(path)
+
+    import fastflow as mlflow
+    import ray
+
+    cpus = 2
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    try:
+        warm_up = ray.remote(warm_up_task)
+        task = ray.remote(logging_task)
+        mlflow.set_tracking_uri(uri)
+        with mlflow.start_run():
+            # Worker processes, their imports and the funnel actor start outside the clock.
+            ray.get([warm_up.remote(funnel, 0.5) for _ in range(cpus)])
+            start = time.perf_counter()
+            results = ray.get([task.remote(funnel, points) for _ in range(tasks)])
+            wall_s = time.perf_counter() - start
+            # Counted before anything else ends: a task's end_run is the durability promise.
+            found = points_per_run(path)
+    finally:
+        ray.shutdown()
+    return {
+        "wall_s": wall_s,
+        "call_ns": [r["call_ns"] for r in results],
+        "cpu_ns": [r["cpu_ns"] for r in results],
+        "found": {r["run_id"]: found.get(r["run_id"], 0) for r in results},
+        "points": sum(found.values()),
+    }
+
+
 WORKERS: dict[str, Callable[..., dict]] = {
     "store": worker_store,
     "log": worker_log,
     "tune": worker_tune,
+    "ray_tasks": worker_ray_tasks,
 }
 
 
@@ -243,9 +342,9 @@ WORKERS: dict[str, Callable[..., dict]] = {
 
 
 def child_env() -> dict:
-    # A caller's MLFLOW_* settings (tracking URI, experiment, async logging by default) would
-    # change what is measured.
-    return {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    # A caller's MLFLOW_* settings (tracking URI, experiment, async logging by default) or
+    # FASTFLOW_RAY_* settings (funnel mode, a driver context) would change what is measured.
+    return {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "FASTFLOW_RAY_"))}
 
 
 def tail(text: str, lines: int = 15) -> str:
@@ -419,11 +518,31 @@ def tune_sweep(root: str, tool: str, plan: Plan, out: Spread) -> None:
     shutil.rmtree(workdir, ignore_errors=True)
 
 
+def ray_tasks_trial(root: str, mode: str, plan: Plan, out: Spread) -> None:
+    workdir = tempfile.mkdtemp(prefix=f"ray-tasks-{mode}-", dir=root)
+    cmd = worker_cmd("ray_tasks", workdir, mode=mode, tasks=plan.ray_tasks, points=plan.ray_points)
+    result = run_child(cmd, cwd=workdir)
+    short = {run: n for run, n in result["found"].items() if n != plan.ray_points}
+    if short or len(result["found"]) != plan.ray_tasks or result["points"] != plan.ray_total:
+        raise BenchError(
+            f"{result['points']:,} of {plan.ray_total:,} metric points were in the store once "
+            f"ray.get had every task ({FUNNEL_ENV}={mode}); runs short of "
+            f"{plan.ray_points:,}: {short}"
+        )
+    out.call_ns.extend(result["call_ns"])
+    out.cpu_ns.extend(result["cpu_ns"])
+    out.wall_s.append(result["wall_s"])
+    out.total_points = plan.ray_total
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
 @dataclass
 class Results:
     one: dict = field(default_factory=dict)
     many: dict = field(default_factory=dict)
     tune: dict = field(default_factory=dict)
+    # By FASTFLOW_RAY_FUNNEL mode.
+    ray_tasks: dict = field(default_factory=dict)
 
 
 def measure(plan: Plan, root: str, errors: dict) -> Results:
@@ -460,6 +579,20 @@ def measure(plan: Plan, root: str, errors: dict) -> Results:
             res.tune[tool] = sweep
 
         attempt(f"{tool}: Tune sweep, {plan.tune_sweeps} x", sweeps)
+
+    by_mode = {mode: Spread() for mode in FUNNEL_MODES}
+
+    def ray_tasks() -> None:
+        for _ in range(plan.ray_trials):
+            for mode in FUNNEL_MODES:
+                ray_tasks_trial(root, mode, plan, by_mode[mode])
+        res.ray_tasks.update(by_mode)
+
+    label = (
+        f"fastflow: {plan.ray_tasks} Ray tasks x {plan.ray_points:,} points, funnel and direct, "
+        f"{plan.ray_trials} x"
+    )
+    attempt(label, ray_tasks)
     return res
 
 
@@ -608,23 +741,83 @@ def build_rows(plan: Plan, res: Results) -> tuple:
             NONE,
         )
     )
+
+    funnel, direct = (res.ray_tasks.get(mode) for mode in FUNNEL_MODES)
+    funnel_call = median(funnel.call_ns) if funnel else None
+    direct_call = median(direct.call_ns) if direct else None
+    result = verdict(funnel_call < MAX_WORKER_CALL_NS) if funnel_call is not None else ERR
+    targets.append(("Ray tasks via funnel per call", result))
+    rows.append(
+        (
+            "Ray tasks via funnel actor: log_metric per call (baseline: direct**)",
+            cell(funnel_call, fmt_time_ns),
+            cell(direct_call, fmt_time_ns),
+            cell(quotient(direct_call, funnel_call), fmt_ratio),
+            f"< {fmt_time_ns(MAX_WORKER_CALL_NS)}",
+            result,
+        )
+    )
+    funnel_rate = median(funnel.rates) if funnel else None
+    direct_rate = median(direct.rates) if direct else None
+    rows.append(
+        (
+            f"  {plan.ray_tasks} tasks via funnel: points/s until durable (baseline: direct**)",
+            cell(funnel_rate, fmt_rate),
+            cell(direct_rate, fmt_rate),
+            cell(quotient(funnel_rate, direct_rate), fmt_ratio),
+            NONE,
+            NONE,
+        )
+    )
+    funnel_wall = median(funnel.wall_s) if funnel else None
+    direct_wall = median(direct.wall_s) if direct else None
+    rows.append(
+        (
+            f"  wall time, tasks submitted until ray.get ({plan.ray_total:,} points each)",
+            cell(funnel_wall, fmt_seconds),
+            cell(direct_wall, fmt_seconds),
+            NONE,
+            NONE,
+            NONE,
+        )
+    )
     return rows, targets
 
 
-def footnote(plan: Plan) -> list:
+def footnotes(plan: Plan) -> list:
+    """Notes, each a list of lines that starts with the asterisks marking its rows."""
     return [
-        f"* Each fastflow worker logs {plan.ff_points:,} points, each MLflow worker "
-        f"{plan.mlflow_points:,} (its",
-        "  synchronous log_metric takes milliseconds): these rows compare rates, not wall times.",
+        [
+            f"* Each fastflow worker logs {plan.ff_points:,} points, each MLflow worker "
+            f"{plan.mlflow_points:,} (its",
+            "  synchronous log_metric takes milliseconds): these rows compare rates, not wall "
+            "times.",
+        ],
+        [
+            f"** fastflow alone, {FUNNEL_ENV}=always; the {mlflow_column()} column holds the "
+            "baseline,",
+            f"  Ray tasks that write the store themselves ({FUNNEL_ENV}=never). Ratio = "
+            "baseline time /",
+            "  funnel time, or funnel points/s / baseline points/s.",
+        ],
     ]
+
+
+def markdown_note(note: list) -> str:
+    marker, text = " ".join(line.strip() for line in note).split(" ", 1)
+    return marker.replace("*", "\\*") + " " + text
 
 
 def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
-def header(mlflow_name: str) -> tuple:
-    return ("Measurement", "fastflow", mlflow_name, "Ratio", "Target", "Result")
+def mlflow_column() -> str:
+    return f"MLflow {version_of('mlflow')}"
+
+
+def header() -> tuple:
+    return ("Measurement", "fastflow", mlflow_column(), "Ratio", "Target", "Result")
 
 
 def text_table(head: tuple, rows: list) -> str:
@@ -679,6 +872,17 @@ def details(plan: Plan, res: Results) -> list:
             f"{what}, per call over {len(got.call_ns)} batches: {spread(got.call_ns, fmt_time_ns)}"
         )
         lines.append(f"{what}, wall time: {spread(got.wall_s, fmt_seconds)}")
+    for mode in FUNNEL_MODES:
+        got = res.ray_tasks.get(mode)
+        if got is None:
+            continue
+        what = (
+            f"fastflow {plan.ray_tasks} Ray tasks x {plan.ray_points:,} points, "
+            f"{FUNNEL_ENV}={mode}, {plural(plan.ray_trials, 'trial')}"
+        )
+        lines.append(f"{what}, per call (wall clock): {spread(got.call_ns, fmt_time_ns)}")
+        lines.append(f"{what}, per call (CPU of the loop): {spread(got.cpu_ns, fmt_time_ns)}")
+        lines.append(f"{what}, wall time until durable: {spread(got.wall_s, fmt_seconds)}")
     return lines
 
 
@@ -708,9 +912,9 @@ def main(argv: Optional[list] = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_ray-") as root:
         res = measure(plan, root, errors)
 
-    mlflow_name = f"MLflow {version_of('mlflow')}"
+    mlflow_name = mlflow_column()
     rows, targets = build_rows(plan, res)
-    head = header(mlflow_name)
+    head = header()
     print(
         f"fastflow {version_of('fastflow')} vs {mlflow_name} | Ray {version_of('ray')} | "
         f"Python {platform.python_version()} | Python sqlite3 lib {sqlite3.sqlite_version} | "
@@ -719,9 +923,10 @@ def main(argv: Optional[list] = None) -> int:
     print()
     print(text_table(head, rows))
     print()
-    print("\n".join(footnote(plan)))
+    for note in footnotes(plan):
+        print("\n".join(note))
     print("Ratio = MLflow time / fastflow time, or fastflow points/s / MLflow points/s; above 1")
-    print("means fastflow is faster. All figures are medians over repeated trials:")
+    print("means fastflow (or the funnel) is faster. All figures are medians over repeated trials:")
     for line in details(plan, res):
         print(f"  - {line}")
     print()
@@ -731,7 +936,9 @@ def main(argv: Optional[list] = None) -> int:
     print()
     print(markdown_table(head, rows))
     print()
-    print(" ".join(line.strip() for line in footnote(plan)).replace("*", "\\*", 1))
+    for note in footnotes(plan):
+        print(markdown_note(note))
+        print()
     failed = [name for name, result in targets if result != "PASS"]
     if errors:
         print()
