@@ -75,10 +75,11 @@ def _ray_task_of_this_call():
 
 def _end_runs_left_by_other_tasks(stack, ray_task) -> None:
     """A Ray worker process runs one task after another. A run an earlier task left open
-    (it raised outside a ``with`` block) must not become the parent of this task's runs:
-    it is ended as FAILED, since its task never reached its end."""
+    must not become the parent of this task's runs. A run it started explicitly ends as
+    FAILED (its task never reached its end: it raised outside a ``with`` block); one that
+    logging started implicitly ends as FINISHED, as it would at process exit."""
     while stack and getattr(stack[0], "_ray_task", None) not in (None, ray_task):
-        end_run("FAILED")
+        end_run("FINISHED" if getattr(stack[-1], "_auto_started", False) else "FAILED")
 
 
 class RunOperations:
@@ -340,7 +341,11 @@ def restore_run(run_id) -> None:
 
 def _get_or_start_run() -> ActiveRun:
     stack = _stack()
-    return stack[-1] if stack else start_run()
+    if stack:
+        return stack[-1]
+    run = start_run()
+    run._auto_started = True
+    return run
 
 
 def _run_for_logging(run_id):
@@ -435,3 +440,7 @@ def _after_fork_in_child() -> None:
 atexit.register(_end_runs_at_exit)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+# A driver that imported Ray first shares its tracking context as soon as Ray starts, so
+# workers log to the driver's store even before the driver starts a run.
+if "ray" in sys.modules:
+    _context.publish_to_ray(None)
