@@ -232,9 +232,7 @@ def _deliver(packet, actor):
     delay = 0.05
     while True:
         try:
-            return ray.get(
-                actor.write.remote(packet.run_ids, packet.keys, packet.records)
-            )
+            return ray.get(actor.write.remote(packet.run_ids, packet.keys, packet.records))
         except ray.exceptions.ActorUnavailableError:
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
