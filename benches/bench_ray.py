@@ -733,7 +733,7 @@ def build_rows(plan: Plan, res: Results) -> tuple:
     ml_wall = median(ml_tune.wall_s) if ml_tune else None
     rows.append(
         (
-            f"  sweep wall time, fit() until durable ({plan.tune_total:,} points each)",
+            f"  sweep wall time, fit() until durable ({plan.tune_total:,} points per tool)",
             cell(ff_wall, fmt_seconds),
             cell(ml_wall, fmt_seconds),
             cell(quotient(ml_wall, ff_wall), fmt_ratio),
@@ -773,7 +773,7 @@ def build_rows(plan: Plan, res: Results) -> tuple:
     direct_wall = median(direct.wall_s) if direct else None
     rows.append(
         (
-            f"  wall time, tasks submitted until ray.get ({plan.ray_total:,} points each)",
+            f"  wall time, tasks submitted until ray.get ({plan.ray_total:,} points per mode)",
             cell(funnel_wall, fmt_seconds),
             cell(direct_wall, fmt_seconds),
             NONE,

@@ -171,32 +171,43 @@ def test_funnel_actor_loses_nothing_even_when_a_worker_raises(
     assert _steps(oracle, learner_run, "reward") == list(range(10_000))
 
 
-def test_funnel_reports_bad_input_at_the_call_site(db_uri, ray_cluster, monkeypatch):
+def test_funnel_reports_bad_input_at_the_call_site(db_uri, ray_cluster, mlflow, monkeypatch):
     ray = ray_cluster
     monkeypatch.setenv("FASTFLOW_RAY_FUNNEL", "always")
 
     @ray.remote
     def misuse():
         import fastflow as mlflow
+        from fastflow.entities import Metric, Param
 
         errors = []
-        with mlflow.start_run(nested=True):
+        with mlflow.start_run(nested=True) as run:
             mlflow.log_param("p", 1)
+            client = mlflow.MlflowClient()
             for call in (
                 lambda: mlflow.log_metric("bad key!", 1.0),
                 lambda: mlflow.log_metric("m", "not a number"),
                 lambda: mlflow.log_param("p", 2),
+                lambda: client.log_batch(
+                    run.info.run_id,
+                    metrics=[Metric("bad key!", 1.0, 0, 0)],
+                    params=[Param("never", "written")],
+                ),
             ):
                 try:
                     call()
                 except mlflow.MlflowException as e:
                     errors.append(e.error_code)
             mlflow.log_metric("good", 1.0)
-        return errors
+        return errors, run.info.run_id
 
     with fastflow.start_run():
-        codes = ray.get(misuse.remote())
-    assert codes == ["INVALID_PARAMETER_VALUE"] * 3
+        codes, run_id = ray.get(misuse.remote())
+    assert codes == ["INVALID_PARAMETER_VALUE"] * 4
+    run = mlflow.MlflowClient(tracking_uri=db_uri).get_run(run_id)
+    assert run.data.params == {"p": "1"}
+    assert run.data.metrics == {"good": 1.0}
+    assert run.info.status == "FINISHED"
 
 
 def test_tune_callback_logs_a_parent_and_a_child_per_trial(db_uri, ray_cluster, mlflow, tmp_path):

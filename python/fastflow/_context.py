@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import random
 import sys
@@ -41,7 +42,13 @@ def publish_to_ray(top_run=None) -> None:
     if "ray" in sys.modules:
         from fastflow.ray import _driver
 
-        _driver.publish(top_run)
+        # Logging goes on if Ray cannot take the context; workers then use their defaults.
+        try:
+            _driver.publish(top_run)
+        except Exception as e:
+            logging.getLogger("fastflow").warning(
+                "could not share the tracking context with Ray workers: %s", e
+            )
 
 
 def get_tracking_uri() -> str:

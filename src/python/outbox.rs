@@ -74,17 +74,23 @@ impl Outbox {
         send_records(py, &self.engine, vec![record])
     }
 
-    /// The metrics of a `log_batch`, all validated before any is queued.
+    /// The metrics of a `log_batch`, all validated before any is queued; with `check_only`,
+    /// validated and not queued (a batch is refused whole, before its params are written).
+    #[pyo3(signature = (run_id, metrics, check_only=false))]
     fn log_metrics(
         &self,
         py: Python<'_>,
         run_id: &str,
         metrics: Vec<BatchMetric<'_>>,
+        check_only: bool,
     ) -> PyResult<()> {
         raise_pending(py, &self.engine)?;
         let slot = self.run_slot(py, run_id)?;
         slot.check_active().into_py(py)?;
         let records = metrics::batch_records(py, &slot, &metrics)?;
+        if check_only {
+            return Ok(());
+        }
         send_records(py, &self.engine, records)
     }
 

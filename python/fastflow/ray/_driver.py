@@ -157,7 +157,6 @@ def _publish_after_init() -> None:
 
 
 def _publish_quietly() -> None:
-    try:
-        publish()
-    except Exception as e:
-        print(f"fastflow: could not share the tracking context with Ray: {e}", file=sys.stderr)
+    from fastflow import _context
+
+    _context.publish_to_ray(None)

@@ -211,6 +211,8 @@ class FunnelTracker:
         _fastflow._validate_batch_limits(len(metrics), len(params), len(tags))
         self._ensure_run(run_id)
         if params or tags:
+            # As in MLflow, a bad metric refuses the batch before any param is written.
+            self._outbox.log_metrics(run_id, metrics, check_only=True)
             self._call("log_batch", run_id, [], params, tags)
         if metrics:
             self._outbox.log_metrics(run_id, metrics)
@@ -221,8 +223,13 @@ class FunnelTracker:
 def _ship_forever(outbox, actor) -> None:
     while True:
         packet = outbox.next_packet(_IDLE_SECONDS)
-        if packet is not None:
-            packet.settle(_deliver(packet, actor))
+        if packet is None:
+            continue
+        try:
+            outcome = _deliver(packet, actor)
+        except BaseException as e:  # the thread must live on: flush() waits on it
+            outcome = (f"fastflow's funnel could not ship metric points: {e!r}", _INTERNAL_ERROR)
+        packet.settle(outcome)
 
 
 def _deliver(packet, actor):
