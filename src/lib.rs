@@ -6,11 +6,13 @@
 
 pub mod entities;
 pub mod error;
+pub mod filter;
 pub mod interner;
 pub mod outbox;
 pub mod process;
 pub mod runs;
 pub mod schema;
+pub mod search;
 pub mod store;
 pub mod uri;
 pub mod validation;

@@ -18,6 +18,7 @@ use crate::entities::{
 };
 use crate::error::{Error, Result};
 use crate::schema::{self, Layout};
+use crate::search;
 use crate::validation::{self, json_quote};
 
 /// MLflow's busy timeout; `FASTFLOW_BUSY_TIMEOUT_MS` overrides it.
@@ -416,6 +417,24 @@ impl Store {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+    }
+
+    /// One page of `search_runs`, in MLflow's order.
+    pub fn search_runs(&self, search: &search::RunSearch) -> Result<Vec<Run>> {
+        let ids = search::search_run_ids(&self.conn, search)?;
+        search::load_runs(&self.conn, &ids)
+    }
+
+    /// One page of `search_experiments`, in MLflow's order.
+    pub fn search_experiments(&self, search: &search::ExperimentSearch) -> Result<Vec<Experiment>> {
+        let ids = search::search_experiment_ids(&self.conn, search)?;
+        let mut experiments = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(experiment) = Self::experiment_from_id(&self.conn, self.layout, id)? {
+                experiments.push(experiment);
+            }
+        }
+        Ok(experiments)
     }
 
     /// The run's lifecycle stage, or `None` when the store has no such run.

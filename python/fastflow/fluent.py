@@ -7,12 +7,13 @@ Python code at all; every change to a stack goes through ``_publish`` to keep th
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import sys
 import threading
 
-from fastflow import _context, _fastflow
-from fastflow.entities import Run, RunStatus
+from fastflow import _context, _fastflow, _search
+from fastflow.entities import Run, RunStatus, ViewType
 from fastflow.exceptions import (
     INVALID_PARAMETER_VALUE,
     RESOURCE_ALREADY_EXISTS,
@@ -414,6 +415,98 @@ def flush() -> None:
 
 
 flush_async_logging = flush
+
+
+# ---- search --------------------------------------------------------------------------------
+
+
+def search_experiments(
+    view_type=ViewType.ACTIVE_ONLY, max_results=None, filter_string=None, order_by=None
+):
+    """Every experiment matching ``filter_string`` (or the first ``max_results``)."""
+    _search.check_max_results(max_results, allow_none=True, threshold=None)
+    client = _client()
+    found, token = [], None
+    while True:
+        page_size = _search.SEARCH_MAX_RESULTS_DEFAULT
+        if max_results is not None:
+            page_size = min(page_size, max_results - len(found))
+        page = client.search_experiments(view_type, page_size, filter_string, order_by, token)
+        found.extend(page)
+        token = page.token
+        if not token or (max_results is not None and len(found) >= max_results):
+            return found
+
+
+def search_runs(
+    experiment_ids=None,
+    filter_string="",
+    run_view_type=ViewType.ACTIVE_ONLY,
+    max_results=_search.SEARCH_MAX_RESULTS_PANDAS,
+    order_by=None,
+    output_format="pandas",
+    search_all_experiments=False,
+    experiment_names=None,
+):
+    """MLflow's ``search_runs``: a pandas DataFrame (or ``Run``s with ``output_format="list"``)."""
+    no_ids = not experiment_ids
+    no_names = not experiment_names
+    if not no_ids and not no_names:
+        raise MlflowException(
+            "Only experiment_ids or experiment_names can be used, but not both",
+            error_code=INVALID_PARAMETER_VALUE,
+        )
+    if output_format not in ("pandas", "list"):
+        raise ValueError(
+            f"Unsupported output format: {output_format}. Supported string values are 'pandas' "
+            "or 'list'"
+        )
+    client = _client()
+    if no_ids and no_names:
+        if search_all_experiments:
+            experiment_ids = [e.experiment_id for e in search_experiments(ViewType.ACTIVE_ONLY)]
+        else:
+            experiment_ids = [_get_experiment_id()]
+    elif not no_names:
+        experiment_ids = []
+        for name in experiment_names:
+            if name is None:
+                continue
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                logging.getLogger("fastflow").warning("Cannot retrieve experiment by name %s", name)
+            else:
+                experiment_ids.append(experiment.experiment_id)
+    elif isinstance(experiment_ids, (int, str)):
+        experiment_ids = [experiment_ids]
+    _search.check_max_results(max_results, threshold=None)
+    search = (
+        client._tracker.search_runs_columns
+        if output_format == "pandas"
+        else client._tracker.search_runs
+    )
+    experiment_ids = [str(e) for e in experiment_ids]
+    rows = (
+        search(
+            experiment_ids,
+            filter_string or "",
+            int(run_view_type),
+            list(order_by or []),
+            0,
+            max_results,
+        )
+        if experiment_ids
+        else None
+    )
+    if output_format == "list":
+        return [Run._from_row(r) for r in rows] if rows else []
+    if rows is None:
+        rows = (([], [], [], [], [], []), [], [], [])
+    return _search.frame(rows)
+
+
+def get_parent_run(run_id):
+    return _client().get_parent_run(run_id)
 
 
 # ---- process life --------------------------------------------------------------------------

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::outbox;
 use crate::process;
 use crate::runs::RunSlot;
+use crate::search;
 use crate::validation::{self, Checked, KeyKind};
 use crate::writer::{Engine, MetricRecord, WriterState};
 
@@ -68,6 +69,105 @@ fn info_tuple(i: RunInfo) -> RunInfoTuple {
         i.artifact_uri,
         i.lifecycle_stage,
     )
+}
+
+fn run_search(
+    py: Python<'_>,
+    experiment_ids: Vec<String>,
+    filter: String,
+    view_type: i64,
+    order_by: Vec<String>,
+    offset: i64,
+    limit: Option<i64>,
+) -> PyResult<search::RunSearch> {
+    let experiment_ids = experiment_ids
+        .iter()
+        .map(|id| validation::parse_experiment_id(id))
+        .collect::<Result<Vec<i64>>>()
+        .into_py(py)?;
+    Ok(search::RunSearch {
+        experiment_ids,
+        filter,
+        view_type,
+        order_by,
+        offset,
+        limit,
+    })
+}
+
+type InfoColumns = (
+    Vec<String>,
+    Vec<String>,
+    Vec<String>,
+    Vec<String>,
+    Vec<Option<i64>>,
+    Vec<Option<i64>>,
+);
+type RunColumns = (
+    InfoColumns,
+    Vec<(String, Vec<f64>)>,
+    Vec<(String, Vec<Option<String>>)>,
+    Vec<(String, Vec<Option<String>>)>,
+);
+
+/// One column per key, in the order keys first appear, with `missing` where a run lacks
+/// the key.
+struct Keyed<T> {
+    columns: Vec<(String, Vec<T>)>,
+    index: rustc_hash::FxHashMap<String, usize>,
+    rows: usize,
+    missing: T,
+}
+
+impl<T: Clone> Keyed<T> {
+    fn new(rows: usize, missing: T) -> Self {
+        Keyed {
+            columns: Vec::new(),
+            index: Default::default(),
+            rows,
+            missing,
+        }
+    }
+
+    fn set(&mut self, row: usize, key: String, value: T) {
+        let at = match self.index.get(&key) {
+            Some(&at) => at,
+            None => {
+                self.index.insert(key.clone(), self.columns.len());
+                self.columns
+                    .push((key, vec![self.missing.clone(); self.rows]));
+                self.columns.len() - 1
+            }
+        };
+        self.columns[at].1[row] = value;
+    }
+}
+
+/// Each run's own keys are taken sorted, so the frame's layout does not depend on hashing.
+fn columns(runs: Vec<Run>) -> RunColumns {
+    let rows = runs.len();
+    let mut info: InfoColumns = Default::default();
+    let mut metrics = Keyed::new(rows, f64::NAN);
+    let mut params = Keyed::new(rows, None);
+    let mut tags = Keyed::new(rows, None);
+    for (row, run) in runs.into_iter().enumerate() {
+        info.0.push(run.info.run_id);
+        info.1.push(run.info.experiment_id);
+        info.2.push(run.info.status);
+        info.3.push(run.info.artifact_uri);
+        info.4.push(run.info.start_time);
+        info.5.push(run.info.end_time);
+        for metric in run.metrics {
+            metrics.set(row, metric.key, metric.value);
+        }
+        for (keyed, mut pairs) in [(&mut params, run.params), (&mut tags, run.tags)] {
+            pairs.sort();
+            for (key, value) in pairs {
+                keyed.set(row, key, Some(value));
+            }
+        }
+    }
+    (info, metrics.columns, params.columns, tags.columns)
 }
 
 fn metric_tuple(m: Metric) -> MetricTuple {
@@ -521,6 +621,89 @@ impl Tracker {
             .collect();
         metrics::send_records(py, &engine, records)?;
         refused.map_or(Ok(()), |error| Err(to_pyerr(py, error)))
+    }
+
+    /// One page of runs in MLflow's order; points still queued are written first.
+    #[pyo3(signature = (experiment_ids, filter, view_type, order_by, offset, limit))]
+    #[allow(clippy::too_many_arguments)]
+    fn search_runs(
+        &self,
+        py: Python<'_>,
+        experiment_ids: Vec<String>,
+        filter: String,
+        view_type: i64,
+        order_by: Vec<String>,
+        offset: i64,
+        limit: Option<i64>,
+    ) -> PyResult<Vec<RunTuple>> {
+        let search = run_search(
+            py,
+            experiment_ids,
+            filter,
+            view_type,
+            order_by,
+            offset,
+            limit,
+        )?;
+        let engine = self.engine(py)?;
+        let runs = run_job(py, &engine, move |s| {
+            s.write_pending()?;
+            s.store.search_runs(&search)
+        })?;
+        Ok(runs.into_iter().map(run_tuple).collect())
+    }
+
+    /// The same search as columns, the shape a DataFrame is built from: run attributes,
+    /// then (key, values) per metric, param and tag, with None where a run lacks the key.
+    #[pyo3(signature = (experiment_ids, filter, view_type, order_by, offset, limit))]
+    #[allow(clippy::too_many_arguments)]
+    fn search_runs_columns(
+        &self,
+        py: Python<'_>,
+        experiment_ids: Vec<String>,
+        filter: String,
+        view_type: i64,
+        order_by: Vec<String>,
+        offset: i64,
+        limit: Option<i64>,
+    ) -> PyResult<RunColumns> {
+        let search = run_search(
+            py,
+            experiment_ids,
+            filter,
+            view_type,
+            order_by,
+            offset,
+            limit,
+        )?;
+        let engine = self.engine(py)?;
+        let runs = run_job(py, &engine, move |s| {
+            s.write_pending()?;
+            s.store.search_runs(&search)
+        })?;
+        Ok(py.detach(|| columns(runs)))
+    }
+
+    #[pyo3(signature = (filter, view_type, order_by, offset, limit))]
+    fn search_experiments(
+        &self,
+        py: Python<'_>,
+        filter: String,
+        view_type: i64,
+        order_by: Vec<String>,
+        offset: i64,
+        limit: i64,
+    ) -> PyResult<Vec<ExperimentTuple>> {
+        let search = search::ExperimentSearch {
+            filter,
+            view_type,
+            order_by,
+            offset,
+            limit,
+        };
+        let engine = self.engine(py)?;
+        let found = run_job(py, &engine, move |s| s.store.search_experiments(&search))?;
+        Ok(found.into_iter().map(experiment_tuple).collect())
     }
 
     /// Waits until everything logged to this store is written.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from fastflow import _context
+from fastflow import _context, _search
 from fastflow.entities import Experiment, Metric, Run, RunInfo, RunStatus, ViewType
 from fastflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
 
@@ -192,6 +192,48 @@ class MlflowClient:
             synchronous,
         )
         return self._operations(synchronous)
+
+    def search_experiments(
+        self,
+        view_type=ViewType.ACTIVE_ONLY,
+        max_results=_search.SEARCH_MAX_RESULTS_DEFAULT,
+        filter_string=None,
+        order_by=None,
+        page_token=None,
+    ):
+        """Experiments matching ``filter_string``, one page of them (``.token`` for the next)."""
+        _search.check_max_results(max_results)
+        offset = _search.offset_from_token(page_token)
+        rows = self._tracker.search_experiments(
+            filter_string or "", int(view_type), list(order_by or []), offset, max_results + 1
+        )
+        token = _search.token_for(offset + max_results) if len(rows) > max_results else None
+        return _search.PagedList([Experiment._from_row(r) for r in rows[:max_results]], token)
+
+    def search_runs(
+        self,
+        experiment_ids,
+        filter_string="",
+        run_view_type=ViewType.ACTIVE_ONLY,
+        max_results=_search.SEARCH_MAX_RESULTS_DEFAULT,
+        order_by=None,
+        page_token=None,
+    ):
+        """Runs of ``experiment_ids`` matching ``filter_string``, one page (``.token``: next)."""
+        if isinstance(experiment_ids, (int, str)):
+            experiment_ids = [experiment_ids]
+        _search.check_max_results(max_results)
+        offset = _search.offset_from_token(page_token)
+        rows = self._tracker.search_runs(
+            [str(e) for e in experiment_ids],
+            filter_string or "",
+            int(run_view_type),
+            list(order_by or []),
+            offset,
+            max_results + 1,
+        )
+        token = _search.token_for(offset + max_results) if len(rows) > max_results else None
+        return _search.PagedList([Run._from_row(r) for r in rows[:max_results]], token)
 
     def get_metric_history(self, run_id, key):
         return [

@@ -1,0 +1,104 @@
+"""Paging and DataFrames for search: the query itself runs in Rust."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from fastflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
+
+SEARCH_MAX_RESULTS_DEFAULT = 1000
+SEARCH_MAX_RESULTS_THRESHOLD = 50000
+SEARCH_MAX_RESULTS_PANDAS = 100000
+
+
+class PagedList(list):
+    """A page of results and the token of the next page (None on the last one)."""
+
+    def __init__(self, items, token):
+        super().__init__(items)
+        self.token = token
+
+    def to_list(self):
+        return list(self)
+
+
+def offset_from_token(page_token) -> int:
+    """MLflow's page token: base64 of ``{"offset": N}``."""
+    if not page_token:
+        return 0
+    try:
+        decoded = base64.b64decode(page_token)
+    except Exception:
+        raise MlflowException(
+            "Invalid page token, could not base64-decode", error_code=INVALID_PARAMETER_VALUE
+        ) from None
+    try:
+        parsed = json.loads(decoded)
+    except ValueError:
+        raise MlflowException(
+            f"Invalid page token, decoded value={decoded}", error_code=INVALID_PARAMETER_VALUE
+        ) from None
+    offset = parsed.get("offset") if isinstance(parsed, dict) else None
+    if not offset:
+        raise MlflowException(
+            f"Invalid page token, parsed value={parsed}", error_code=INVALID_PARAMETER_VALUE
+        )
+    try:
+        return int(offset)
+    except (TypeError, ValueError):
+        raise MlflowException(
+            f"Invalid page token, not stringable {offset}", error_code=INVALID_PARAMETER_VALUE
+        ) from None
+
+
+def token_for(offset: int) -> bytes:
+    return base64.b64encode(json.dumps({"offset": offset}).encode("utf-8"))
+
+
+def check_max_results(max_results, allow_none=False, threshold=SEARCH_MAX_RESULTS_THRESHOLD):
+    if (max_results is None and not allow_none) or (
+        max_results is not None and (not isinstance(max_results, int) or max_results < 1)
+    ):
+        raise MlflowException(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be "
+            "a positive integer",
+            error_code=INVALID_PARAMETER_VALUE,
+        )
+    if max_results is not None and threshold is not None and max_results > threshold:
+        raise MlflowException(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be at "
+            f"most {threshold}",
+            error_code=INVALID_PARAMETER_VALUE,
+        )
+
+
+def _times(millis):
+    import pandas as pd
+
+    if all(ms is None for ms in millis):
+        # What MLflow's column holds then; its dtype differs between pandas versions.
+        return [pd.to_datetime(None, unit="ms", utc=True)] * len(millis)
+    # The dtype MLflow's frame gets from a column of pd.to_datetime(ms, unit="ms", utc=True).
+    return pd.to_datetime(pd.array(millis, dtype="Int64"), unit="ms", utc=True)
+
+
+def frame(columns):
+    """MLflow's ``search_runs`` DataFrame: run attributes, then metrics, params and tags."""
+    import pandas as pd
+
+    (run_ids, experiment_ids, statuses, artifact_uris, starts, ends), metrics, params, tags = (
+        columns
+    )
+    data = {
+        "run_id": run_ids,
+        "experiment_id": experiment_ids,
+        "status": statuses,
+        "artifact_uri": artifact_uris,
+        "start_time": _times(starts) if run_ids else [],
+        "end_time": _times(ends) if run_ids else [],
+    }
+    for prefix, keyed in (("metrics.", metrics), ("params.", params), ("tags.", tags)):
+        for key, values in keyed:
+            data[prefix + key] = values
+    return pd.DataFrame(data)

@@ -1,0 +1,490 @@
+//! Search as MLflow's SQL store runs it, translated to SQLite: parsed clauses become
+//! parameterised SQL (every key and value is a bound parameter, so no input changes the
+//! query's shape), ordered as MLflow orders (missing values last, NaN after numbers, then
+//! newest first and run id), and paged by offset.
+
+use rusqlite::types::Value as Sql;
+use rusqlite::{params_from_iter, Connection};
+use rustc_hash::FxHashMap;
+
+use crate::entities::{Metric, Run, RunInfo, LIFECYCLE_ACTIVE, LIFECYCLE_DELETED, RUN_NAME_TAG};
+use crate::error::{Error, Result};
+use crate::filter::{self, Clause, Entity, Op, OrderBy, Target, Value};
+use crate::validation;
+
+/// MLflow's `ViewType`: 1 active only, 2 deleted only, 3 all.
+pub fn stages(view_type: i64) -> Result<&'static [&'static str]> {
+    match view_type {
+        1 => Ok(&[LIFECYCLE_ACTIVE]),
+        2 => Ok(&[LIFECYCLE_DELETED]),
+        3 => Ok(&[LIFECYCLE_ACTIVE, LIFECYCLE_DELETED]),
+        other => Err(Error::invalid(format!("Invalid view type {other}"))),
+    }
+}
+
+pub struct RunSearch {
+    pub experiment_ids: Vec<i64>,
+    pub filter: String,
+    pub view_type: i64,
+    pub order_by: Vec<String>,
+    pub offset: i64,
+    /// Rows to return at most; the caller asks for one more to learn whether a page follows.
+    pub limit: Option<i64>,
+}
+
+pub struct ExperimentSearch {
+    pub filter: String,
+    pub view_type: i64,
+    pub order_by: Vec<String>,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+struct Query {
+    sql: String,
+    args: Vec<Sql>,
+}
+
+impl Query {
+    fn bind(&mut self, value: Sql) -> &'static str {
+        self.args.push(value);
+        "?"
+    }
+
+    fn bind_list(&mut self, values: impl IntoIterator<Item = Sql>) -> String {
+        let marks: Vec<&str> = values.into_iter().map(|v| self.bind(v)).collect();
+        format!("({})", marks.join(", "))
+    }
+}
+
+fn number(value: &Value) -> Sql {
+    match value {
+        Value::Integer(i) => Sql::Integer(*i),
+        Value::Float(f) => Sql::Real(*f),
+        _ => Sql::Null,
+    }
+}
+
+fn text(value: &Value) -> Sql {
+    match value {
+        Value::Text(t) => Sql::Text(t.clone()),
+        _ => Sql::Null,
+    }
+}
+
+/// `<column> <op> <value>` with SQLAlchemy's renderings: ILIKE compares lower-cased sides.
+fn compare(query: &mut Query, column: &str, op: Op, value: &Value) -> String {
+    match op {
+        Op::ILike => {
+            let mark = query.bind(text(value));
+            format!("lower({column}) LIKE lower({mark})")
+        }
+        Op::In | Op::NotIn => {
+            let Value::List(items) = value else {
+                return "0".into();
+            };
+            let list = query.bind_list(items.iter().map(|s| Sql::Text(s.clone())));
+            if op == Op::In {
+                format!("{column} IN {list}")
+            } else {
+                format!("({column} NOT IN {list})")
+            }
+        }
+        _ => {
+            let bound = match value {
+                Value::Text(_) => text(value),
+                other => number(other),
+            };
+            let mark = query.bind(bound);
+            format!("{column} {} {mark}", op.sql())
+        }
+    }
+}
+
+fn run_column(key: &str) -> &'static str {
+    match key {
+        "run_id" => "runs.run_uuid",
+        "run_name" => "runs.name",
+        "user_id" => "runs.user_id",
+        "status" => "runs.status",
+        "artifact_uri" => "runs.artifact_uri",
+        "start_time" => "runs.start_time",
+        _ => "runs.end_time",
+    }
+}
+
+fn run_condition(query: &mut Query, clause: &Clause) -> Result<String> {
+    let table = match clause.entity {
+        Entity::Metric => "latest_metrics",
+        Entity::Param => "params",
+        Entity::Tag => "tags",
+        Entity::Attribute if clause.key == "run_name" => {
+            // MLflow reads run names from the tag: runs of MLflow <= 1.29 have no name column.
+            let key = query.bind(Sql::Text(RUN_NAME_TAG.into()));
+            let cond = compare(query, "value", clause.op, &clause.value);
+            return Ok(format!(
+                "runs.run_uuid IN (SELECT run_uuid FROM tags WHERE key = {key} AND {cond})"
+            ));
+        }
+        Entity::Attribute => {
+            return Ok(compare(
+                query,
+                run_column(&clause.key),
+                clause.op,
+                &clause.value,
+            ));
+        }
+        Entity::Dataset => return Ok(dataset_condition(query, clause)),
+    };
+    let key = query.bind(Sql::Text(clause.key.clone()));
+    match clause.op {
+        Op::IsNull | Op::IsNotNull => {
+            let negate = if clause.op == Op::IsNull { "NOT " } else { "" };
+            return Ok(format!(
+                "{negate}EXISTS (SELECT 1 FROM {table} e WHERE e.run_uuid = runs.run_uuid \
+                 AND e.key = {key})"
+            ));
+        }
+        _ => {}
+    }
+    let mut cond = compare(query, "value", clause.op, &clause.value);
+    if clause.entity == Entity::Metric {
+        // NaN is stored as 0 with is_nan set: it satisfies only "!=".
+        cond = if clause.op == Op::Ne {
+            format!("({cond} OR is_nan = 1)")
+        } else {
+            format!("({cond} AND is_nan = 0)")
+        };
+    }
+    Ok(format!(
+        "runs.run_uuid IN (SELECT run_uuid FROM {table} WHERE key = {key} AND {cond})"
+    ))
+}
+
+fn dataset_condition(query: &mut Query, clause: &Clause) -> String {
+    if clause.key == "context" {
+        let name = query.bind(Sql::Text("mlflow.data.context".into()));
+        let cond = compare(query, "t.value", clause.op, &clause.value);
+        return format!(
+            "runs.run_uuid IN (SELECT i.destination_id FROM datasets d \
+             JOIN inputs i ON i.source_id = d.dataset_uuid \
+             JOIN input_tags t ON t.input_uuid = i.input_uuid \
+             WHERE t.name = {name} AND {cond})"
+        );
+    }
+    let column = if clause.key == "digest" {
+        "d.dataset_digest"
+    } else {
+        "d.name"
+    };
+    let cond = compare(query, column, clause.op, &clause.value);
+    format!(
+        "runs.run_uuid IN (SELECT i.destination_id FROM datasets d \
+         JOIN inputs i ON i.source_id = d.dataset_uuid WHERE {cond})"
+    )
+}
+
+/// The ids of the runs a search returns, in MLflow's order.
+pub fn search_run_ids(conn: &Connection, search: &RunSearch) -> Result<Vec<String>> {
+    let clauses = filter::parse_filter(&search.filter, Target::Runs)?;
+    let orders = search
+        .order_by
+        .iter()
+        .map(|o| filter::parse_order_by(o, Target::Runs))
+        .collect::<Result<Vec<OrderBy>>>()?;
+    let mut query = Query {
+        sql: String::new(),
+        args: Vec::new(),
+    };
+    let mut joins = String::new();
+    let mut order_terms = Vec::new();
+    let mut seen: Vec<(Entity, &str)> = Vec::new();
+    for (index, order) in orders.iter().enumerate() {
+        if seen.contains(&(order.entity, order.key.as_str())) {
+            return Err(Error::invalid(format!(
+                "`order_by` contains duplicate fields: {:?}",
+                search.order_by
+            )));
+        }
+        seen.push((order.entity, order.key.as_str()));
+        let direction = if order.ascending { "" } else { " DESC" };
+        let (value, rank) = match order.entity {
+            Entity::Attribute => {
+                let column = run_column(&order.key);
+                (
+                    column.to_string(),
+                    format!("CASE WHEN {column} IS NULL THEN 1 ELSE 0 END"),
+                )
+            }
+            entity => {
+                let table = match entity {
+                    Entity::Metric => "latest_metrics",
+                    Entity::Param => "params",
+                    _ => "tags",
+                };
+                let alias = format!("o{index}");
+                let key = query.bind(Sql::Text(order.key.clone()));
+                joins.push_str(&format!(
+                    " LEFT JOIN {table} {alias} ON {alias}.run_uuid = runs.run_uuid \
+                     AND {alias}.key = {key}"
+                ));
+                let value = format!("{alias}.value");
+                let rank = if entity == Entity::Metric {
+                    format!(
+                        "CASE WHEN {alias}.is_nan = 1 THEN 1 WHEN {value} IS NULL THEN 2 \
+                         ELSE 0 END"
+                    )
+                } else {
+                    format!("CASE WHEN {value} IS NULL THEN 1 ELSE 0 END")
+                };
+                (value, rank)
+            }
+        };
+        order_terms.push(rank);
+        order_terms.push(format!("{value}{direction}"));
+    }
+    if !seen.contains(&(Entity::Attribute, "start_time")) {
+        order_terms.push("runs.start_time DESC".into());
+    }
+    order_terms.push("runs.run_uuid".into());
+
+    let experiments = query.bind_list(search.experiment_ids.iter().map(|&id| Sql::Integer(id)));
+    let stage_list = query.bind_list(
+        stages(search.view_type)?
+            .iter()
+            .map(|s| Sql::Text((*s).to_string())),
+    );
+    let mut conditions = vec![
+        format!("runs.experiment_id IN {experiments}"),
+        format!("runs.lifecycle_stage IN {stage_list}"),
+    ];
+    for clause in &clauses {
+        conditions.push(run_condition(&mut query, clause)?);
+    }
+    let mut sql = format!(
+        "SELECT runs.run_uuid FROM runs{joins} WHERE {} ORDER BY {}",
+        conditions.join(" AND "),
+        order_terms.join(", ")
+    );
+    let limit = query.bind(Sql::Integer(search.limit.unwrap_or(-1)));
+    let offset = query.bind(Sql::Integer(search.offset));
+    sql.push_str(&format!(" LIMIT {limit} OFFSET {offset}"));
+    query.sql = sql;
+    let mut stmt = conn.prepare(&query.sql)?;
+    let ids = stmt
+        .query_map(params_from_iter(query.args.iter()), |r| {
+            r.get::<_, String>(0)
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(ids)
+}
+
+const CHUNK: usize = 500;
+
+/// The runs with these ids, in the order given, each with latest metrics, params and tags.
+pub fn load_runs(conn: &Connection, ids: &[String]) -> Result<Vec<Run>> {
+    let mut by_id: FxHashMap<String, Run> = FxHashMap::default();
+    for chunk in ids.chunks(CHUNK) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let args = params_from_iter(chunk.iter());
+        let mut stmt = conn.prepare(&format!(
+            "SELECT run_uuid, experiment_id, name, user_id, status, start_time, end_time, \
+             artifact_uri, lifecycle_stage FROM runs WHERE run_uuid IN ({marks})"
+        ))?;
+        let rows = stmt.query_map(args, |row| {
+            let experiment_id: Option<i64> = row.get(1)?;
+            Ok(RunInfo {
+                run_id: row.get(0)?,
+                experiment_id: experiment_id.map(|e| e.to_string()).unwrap_or_default(),
+                run_name: row.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                user_id: row.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                status: row.get::<_, Option<String>>(4)?.unwrap_or_default(),
+                start_time: row.get(5)?,
+                end_time: row.get(6)?,
+                artifact_uri: row.get::<_, Option<String>>(7)?.unwrap_or_default(),
+                lifecycle_stage: row.get::<_, Option<String>>(8)?.unwrap_or_default(),
+            })
+        })?;
+        for info in rows {
+            let info = info?;
+            by_id.insert(
+                info.run_id.clone(),
+                Run {
+                    info,
+                    metrics: Vec::new(),
+                    params: Vec::new(),
+                    tags: Vec::new(),
+                },
+            );
+        }
+        let mut stmt = conn.prepare(&format!(
+            "SELECT run_uuid, key, value, timestamp, step, is_nan FROM latest_metrics \
+             WHERE run_uuid IN ({marks}) ORDER BY run_uuid, key"
+        ))?;
+        let mut rows = stmt.query(params_from_iter(chunk.iter()))?;
+        while let Some(row) = rows.next()? {
+            let run_id: String = row.get(0)?;
+            let is_nan: bool = row.get(5)?;
+            let value: f64 = row.get(2)?;
+            if let Some(run) = by_id.get_mut(&run_id) {
+                run.metrics.push(Metric {
+                    key: row.get(1)?,
+                    value: if is_nan { f64::NAN } else { value },
+                    timestamp: row.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                    step: row.get(4)?,
+                });
+            }
+        }
+        for (table, params) in [("params", true), ("tags", false)] {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT run_uuid, key, value FROM {table} WHERE run_uuid IN ({marks})"
+            ))?;
+            let mut rows = stmt.query(params_from_iter(chunk.iter()))?;
+            while let Some(row) = rows.next()? {
+                let run_id: String = row.get(0)?;
+                if let Some(run) = by_id.get_mut(&run_id) {
+                    let pair = (
+                        row.get(1)?,
+                        row.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                    );
+                    if params {
+                        run.params.push(pair);
+                    } else {
+                        run.tags.push(pair);
+                    }
+                }
+            }
+        }
+    }
+    Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+}
+
+fn experiment_condition(query: &mut Query, clause: &Clause) -> Result<String> {
+    match clause.entity {
+        Entity::Tag => match clause.op {
+            Op::IsNull | Op::IsNotNull => {
+                let key = query.bind(Sql::Text(clause.key.clone()));
+                let negate = if clause.op == Op::IsNull { "NOT " } else { "" };
+                Ok(format!(
+                    "{negate}EXISTS (SELECT 1 FROM experiment_tags t WHERE t.experiment_id = \
+                     experiments.experiment_id AND t.key = {key})"
+                ))
+            }
+            Op::Eq | Op::Ne | Op::Like | Op::ILike => {
+                let key = query.bind(Sql::Text(clause.key.clone()));
+                let cond = compare(query, "value", clause.op, &clause.value);
+                Ok(format!(
+                    "experiments.experiment_id IN (SELECT experiment_id FROM experiment_tags \
+                     WHERE key = {key} AND {cond})"
+                ))
+            }
+            op => Err(Error::invalid(format!(
+                "Invalid comparator for tag: {}",
+                op.sql()
+            ))),
+        },
+        _ => match clause.key.as_str() {
+            "experiment_id" => {
+                if !matches!(clause.op, Op::Eq | Op::Ne | Op::In | Op::NotIn) {
+                    return Err(Error::invalid(format!(
+                        "Invalid comparator for experiment_id: {}",
+                        clause.op.sql()
+                    )));
+                }
+                let value = match &clause.value {
+                    Value::List(items) => Value::List(
+                        items
+                            .iter()
+                            .map(|s| validation::parse_experiment_id(s).map(|i| i.to_string()))
+                            .collect::<Result<_>>()?,
+                    ),
+                    Value::Text(s) => Value::Integer(validation::parse_experiment_id(s)?),
+                    other => other.clone(),
+                };
+                let column = "experiments.experiment_id";
+                if let Value::List(items) = &value {
+                    let ints = items
+                        .iter()
+                        .map(|s| Sql::Integer(s.parse::<i64>().unwrap_or_default()));
+                    let list = query.bind_list(ints);
+                    let not = if clause.op == Op::NotIn { "NOT " } else { "" };
+                    return Ok(format!("({column} {not}IN {list})"));
+                }
+                Ok(compare(query, column, clause.op, &value))
+            }
+            "name" => {
+                if !matches!(clause.op, Op::Eq | Op::Ne | Op::Like | Op::ILike) {
+                    return Err(Error::invalid(format!(
+                        "Invalid comparator for string attribute: {}",
+                        clause.op.sql()
+                    )));
+                }
+                Ok(compare(query, "experiments.name", clause.op, &clause.value))
+            }
+            key => {
+                if let Value::Float(f) = clause.value {
+                    return Err(Error::invalid(format!(
+                        "Invalid value for numeric attribute '{key}': '{f}'"
+                    )));
+                }
+                Ok(compare(
+                    query,
+                    &format!("experiments.{key}"),
+                    clause.op,
+                    &clause.value,
+                ))
+            }
+        },
+    }
+}
+
+/// The ids of the experiments a search returns, in MLflow's order.
+pub fn search_experiment_ids(conn: &Connection, search: &ExperimentSearch) -> Result<Vec<i64>> {
+    let clauses = filter::parse_filter(&search.filter, Target::Experiments)?;
+    let default_order = [
+        "creation_time DESC".to_string(),
+        "experiment_id ASC".to_string(),
+    ];
+    let order_by = if search.order_by.is_empty() {
+        &default_order[..]
+    } else {
+        &search.order_by[..]
+    };
+    let mut terms = Vec::new();
+    let mut by_id = false;
+    for text in order_by {
+        let order = filter::parse_order_by(text, Target::Experiments)?;
+        by_id |= order.key == "experiment_id";
+        let direction = if order.ascending { "ASC" } else { "DESC" };
+        terms.push(format!("experiments.{} {direction}", order.key));
+    }
+    if !by_id {
+        terms.push("experiments.experiment_id DESC".into());
+    }
+    let mut query = Query {
+        sql: String::new(),
+        args: Vec::new(),
+    };
+    let stage_list = query.bind_list(
+        stages(search.view_type)?
+            .iter()
+            .map(|s| Sql::Text((*s).to_string())),
+    );
+    let mut conditions = vec![format!("experiments.lifecycle_stage IN {stage_list}")];
+    for clause in &clauses {
+        conditions.push(experiment_condition(&mut query, clause)?);
+    }
+    let limit = query.bind(Sql::Integer(search.limit));
+    let offset = query.bind(Sql::Integer(search.offset));
+    query.sql = format!(
+        "SELECT experiments.experiment_id FROM experiments WHERE {} ORDER BY {} \
+         LIMIT {limit} OFFSET {offset}",
+        conditions.join(" AND "),
+        terms.join(", ")
+    );
+    let mut stmt = conn.prepare(&query.sql)?;
+    let ids = stmt
+        .query_map(params_from_iter(query.args.iter()), |r| r.get::<_, i64>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(ids)
+}
