@@ -668,24 +668,71 @@ fn allowed_ops(entity: Entity, key: &str, target: Target) -> (&'static [Op], &'s
     }
 }
 
-/// Splits the tokens into comparisons at `AND`, refusing anything else between them.
-fn comparisons(tokens: &[Token]) -> Result<Vec<&[Token]>> {
+fn is_and(token: &Token) -> bool {
+    matches!(token, Token::Keyword(word) if word == "AND")
+}
+
+/// Splits the tokens into comparisons. MLflow reads a filter as comparisons with ANDs
+/// between them: stray ANDs are ignored, and two comparisons side by side count as ANDed.
+/// Whatever is not a comparison runs to the next AND, for `clause` to refuse.
+fn comparisons(tokens: &[Token]) -> Vec<&[Token]> {
     let mut out = Vec::new();
-    let mut start = 0;
-    let mut depth = 0usize;
-    for (index, token) in tokens.iter().enumerate() {
-        match token {
-            Token::Open => depth += 1,
-            Token::Close => depth = depth.saturating_sub(1),
-            Token::Keyword(word) if word == "AND" && depth == 0 => {
-                out.push(&tokens[start..index]);
-                start = index + 1;
-            }
-            _ => {}
+    let mut at = 0;
+    while at < tokens.len() {
+        if is_and(&tokens[at]) {
+            at += 1;
+            continue;
+        }
+        let len = comparison_len(&tokens[at..]);
+        out.push(&tokens[at..at + len]);
+        at += len;
+    }
+    out
+}
+
+fn comparison_len(tokens: &[Token]) -> usize {
+    let to_next_and = || {
+        tokens
+            .iter()
+            .position(is_and)
+            .unwrap_or(tokens.len())
+            .max(1)
+    };
+    let keyword = |index: usize, word: &str| matches!(tokens.get(index), Some(Token::Keyword(w)) if w == word);
+    let list_from = |open: usize| {
+        if !matches!(tokens.get(open), Some(Token::Open)) {
+            return None;
+        }
+        let close = tokens[open..].iter().position(|t| *t == Token::Close)?;
+        Some(open + close + 1)
+    };
+    if !matches!(tokens.first(), Some(Token::Identifier(_))) {
+        return to_next_and();
+    }
+    if keyword(1, "IS") {
+        if keyword(2, "NULL") {
+            return 3;
+        }
+        if keyword(2, "NOT") && keyword(3, "NULL") {
+            return 4;
         }
     }
-    out.push(&tokens[start..]);
-    Ok(out)
+    if keyword(1, "IN") {
+        return list_from(2).unwrap_or_else(to_next_and);
+    }
+    if keyword(1, "NOT") && keyword(2, "IN") {
+        return list_from(3).unwrap_or_else(to_next_and);
+    }
+    if matches!(
+        tokens.get(1),
+        Some(Token::Operator(_) | Token::Comparison(_))
+    ) && matches!(
+        tokens.get(2),
+        Some(Token::Text(_) | Token::Integer(_) | Token::Float(_) | Token::Identifier(_))
+    ) {
+        return 3;
+    }
+    to_next_and()
 }
 
 fn clause(tokens: &[Token], target: Target) -> Result<Clause> {
@@ -698,10 +745,7 @@ fn clause(tokens: &[Token], target: Target) -> Result<Clause> {
     };
     let bad_clause = || invalid(format!("Invalid clause(s) in filter string: '{}'", shown()));
     let Some(Token::Identifier(name)) = tokens.first() else {
-        return Err(match tokens.first() {
-            None => invalid("Invalid clause(s) in filter string: 'AND'"),
-            Some(_) => bad_clause(),
-        });
+        return Err(bad_clause());
     };
     // IS [NOT] NULL
     if let [_, Token::Keyword(is), rest @ ..] = tokens {
@@ -807,7 +851,7 @@ pub fn parse_filter(filter: &str, target: Target) -> Result<Vec<Clause>> {
         )));
     }
     let mut clauses = Vec::new();
-    for part in comparisons(&tokens)? {
+    for part in comparisons(&tokens) {
         clauses.push(clause(part, target)?);
     }
     if target == Target::Runs {
@@ -913,7 +957,6 @@ mod tests {
             "params.p = 'unterminated",
             "metrics.a > 1; metrics.b > 2",
             "metrics.acc == 1",
-            "AND metrics.a > 1",
         ] {
             assert!(runs(bad).is_err(), "accepted {bad:?}");
         }
