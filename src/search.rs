@@ -7,9 +7,12 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{params_from_iter, Connection};
 use rustc_hash::FxHashMap;
 
-use crate::entities::{Metric, Run, RunInfo, LIFECYCLE_ACTIVE, LIFECYCLE_DELETED, RUN_NAME_TAG};
+use crate::entities::{
+    stored_metric_value, Metric, Run, LIFECYCLE_ACTIVE, LIFECYCLE_DELETED, RUN_NAME_TAG,
+};
 use crate::error::{Error, Result};
 use crate::filter::{self, Clause, Entity, Op, OrderBy, Target, Value};
+use crate::store::{run_info_from_row, RUN_COLUMNS};
 use crate::validation;
 
 /// MLflow's `ViewType`: 1 active only, 2 deleted only, 3 all.
@@ -288,23 +291,9 @@ pub fn load_runs(conn: &Connection, ids: &[String]) -> Result<Vec<Run>> {
         let marks = vec!["?"; chunk.len()].join(", ");
         let args = params_from_iter(chunk.iter());
         let mut stmt = conn.prepare(&format!(
-            "SELECT run_uuid, experiment_id, name, user_id, status, start_time, end_time, \
-             artifact_uri, lifecycle_stage FROM runs WHERE run_uuid IN ({marks})"
+            "SELECT {RUN_COLUMNS} FROM runs WHERE run_uuid IN ({marks})"
         ))?;
-        let rows = stmt.query_map(args, |row| {
-            let experiment_id: Option<i64> = row.get(1)?;
-            Ok(RunInfo {
-                run_id: row.get(0)?,
-                experiment_id: experiment_id.map(|e| e.to_string()).unwrap_or_default(),
-                run_name: row.get::<_, Option<String>>(2)?.unwrap_or_default(),
-                user_id: row.get::<_, Option<String>>(3)?.unwrap_or_default(),
-                status: row.get::<_, Option<String>>(4)?.unwrap_or_default(),
-                start_time: row.get(5)?,
-                end_time: row.get(6)?,
-                artifact_uri: row.get::<_, Option<String>>(7)?.unwrap_or_default(),
-                lifecycle_stage: row.get::<_, Option<String>>(8)?.unwrap_or_default(),
-            })
-        })?;
+        let rows = stmt.query_map(args, run_info_from_row)?;
         for info in rows {
             let info = info?;
             by_id.insert(
@@ -324,12 +313,10 @@ pub fn load_runs(conn: &Connection, ids: &[String]) -> Result<Vec<Run>> {
         let mut rows = stmt.query(params_from_iter(chunk.iter()))?;
         while let Some(row) = rows.next()? {
             let run_id: String = row.get(0)?;
-            let is_nan: bool = row.get(5)?;
-            let value: f64 = row.get(2)?;
             if let Some(run) = by_id.get_mut(&run_id) {
                 run.metrics.push(Metric {
                     key: row.get(1)?,
-                    value: if is_nan { f64::NAN } else { value },
+                    value: stored_metric_value(row.get(2)?, row.get(5)?),
                     timestamp: row.get::<_, Option<i64>>(3)?.unwrap_or(0),
                     step: row.get(4)?,
                 });
@@ -487,4 +474,97 @@ pub fn search_experiment_ids(conn: &Connection, search: &ExperimentSearch) -> Re
         .query_map(params_from_iter(query.args.iter()), |r| r.get::<_, i64>(0))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{MetricRow, Store};
+
+    fn store_with_runs(dir: &std::path::Path) -> (Store, Vec<String>) {
+        let mut store = Store::open(&dir.join("mlflow.db"), "/tmp/mlruns").unwrap();
+        let mut ids = Vec::new();
+        for i in 0..6i64 {
+            let name = format!("run-{i}");
+            let tags = vec![(RUN_NAME_TAG.to_string(), name.clone())];
+            let run = store.create_run("0", "me", 1000 + i, &name, &tags).unwrap();
+            let id = run.info.run_id;
+            store
+                .log_params(&id, &[("lr".into(), format!("0.{i}"))], false)
+                .unwrap();
+            let value = if i == 2 { f64::NAN } else { i as f64 };
+            let rows = [MetricRow {
+                run_id: &id,
+                key: "acc",
+                value,
+                timestamp: 1,
+                step: 0,
+            }];
+            if i != 4 {
+                store.insert_metrics(&rows).unwrap();
+            }
+            ids.push(id);
+        }
+        (store, ids)
+    }
+
+    fn search(store: &Store, filter: &str, order_by: &[&str]) -> Result<Vec<String>> {
+        let found = store.search_runs(&RunSearch {
+            experiment_ids: vec![0],
+            filter: filter.into(),
+            view_type: 1,
+            order_by: order_by.iter().map(|s| s.to_string()).collect(),
+            offset: 0,
+            limit: None,
+        })?;
+        Ok(found.into_iter().map(|r| r.info.run_name).collect())
+    }
+
+    #[test]
+    fn filters_and_orders_as_mlflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = store_with_runs(dir.path());
+        assert_eq!(
+            search(&store, "metrics.acc > 2", &[]).unwrap(),
+            ["run-5", "run-3"]
+        );
+        // NaN satisfies only "!=", missing metrics nothing.
+        assert_eq!(
+            search(&store, "metrics.acc != 3", &["attributes.start_time"]).unwrap(),
+            ["run-0", "run-1", "run-2", "run-5"]
+        );
+        // Numbers first, then NaN, then runs without the metric, whichever the direction.
+        assert_eq!(
+            search(&store, "", &["metrics.acc DESC"]).unwrap(),
+            ["run-5", "run-3", "run-1", "run-0", "run-2", "run-4"]
+        );
+        assert_eq!(
+            search(
+                &store,
+                "attributes.run_name LIKE 'run-_' AND params.lr = '0.1'",
+                &[]
+            )
+            .unwrap(),
+            ["run-1"]
+        );
+    }
+
+    #[test]
+    fn filter_text_never_reaches_the_sql() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = store_with_runs(dir.path());
+        for hostile in [
+            "params.lr = '0.1'' OR ''1''=''1'",
+            "tags.`x' OR 1=1 --` = 'a'",
+            "params.\"lr\"\" OR 1=1 --\" = 'x'",
+        ] {
+            match search(&store, hostile, &[]) {
+                Ok(found) => assert!(found.is_empty(), "{hostile} matched {found:?}"),
+                Err(error) => assert!(matches!(error, Error::InvalidParameter(_)), "{error}"),
+            }
+        }
+        let ordered = search(&store, "", &["tags.`a) DESC; DROP TABLE runs; --` DESC"]);
+        assert_eq!(ordered.unwrap().len(), 6);
+        assert_eq!(search(&store, "", &[]).unwrap().len(), 6);
+    }
 }

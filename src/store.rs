@@ -56,10 +56,11 @@ fn experiment_not_found(experiment_id: &str) -> Error {
     Error::not_found(format!("No Experiment with id={experiment_id} exists"))
 }
 
-const RUN_COLUMNS: &str = "run_uuid, experiment_id, name, user_id, status, start_time, end_time, \
+pub(crate) const RUN_COLUMNS: &str =
+    "run_uuid, experiment_id, name, user_id, status, start_time, end_time, \
                            artifact_uri, lifecycle_stage";
 
-fn run_info_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunInfo> {
+pub(crate) fn run_info_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunInfo> {
     let experiment_id: Option<i64> = row.get(1)?;
     Ok(RunInfo {
         run_id: row.get(0)?,
