@@ -2,6 +2,8 @@
 same order, equal DataFrames (columns, values, dtypes), and the same filters refused."""
 
 import math
+import subprocess
+import sys
 
 import fastflow
 import pandas as pd
@@ -303,3 +305,17 @@ def test_reads_see_points_still_queued(db_uri):
         fastflow.log_metric("fresh", 3.0)
         found = fastflow.search_runs(filter_string="metrics.fresh = 3", output_format="list")
         assert [r.info.run_id for r in found] == [run.info.run_id]
+
+
+def test_list_output_needs_no_pandas(store):
+    code = (
+        "import sys; sys.modules['pandas'] = None\n"
+        "import fastflow\n"
+        f"fastflow.set_tracking_uri({store['uri']!r})\n"
+        "runs = fastflow.search_runs(search_all_experiments=True, output_format='list',\n"
+        "                            filter_string=\"params.lr = '0.1'\")\n"
+        "print(len(runs))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) > 0
