@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 
 from ray.tune.logger import LoggerCallback
 
@@ -263,41 +264,47 @@ def setup_mlflow(
     return fastflow
 
 
-_watched: list = []
-_watch_lock = threading.Lock()
-_watcher = None
+class _EndsWithThread:
+    """Held in a thread-local: CPython drops it while the thread is torn down, before the
+    thread counts as finished. Tune declares a trial done only once its thread is no longer
+    alive, and may kill the actor right after, so the run is ended (and its points written)
+    here rather than by anything that runs later."""
+
+    def __init__(self, run):
+        self.run = run
+        _open_runs.add(self)
+
+    def end(self) -> None:
+        if self not in _open_runs:
+            return
+        _open_runs.discard(self)
+        run_id = self.run.info.run_id
+        try:
+            client = MlflowClient(self.run._tracker.uri)
+            if client.get_run(run_id).info.status == "RUNNING":
+                client.set_terminated(run_id, "FINISHED")
+        except Exception as e:
+            logger.warning("could not end run %s: %s", run_id, e)
+
+    def __del__(self):
+        self.end()
+
+
+_thread_runs = threading.local()
+# Weak, so that only the thread-local keeps a holder alive.
+_open_runs = weakref.WeakSet()
 
 
 def _watch_thread(run) -> None:
-    """Ends ``run`` once the thread that started it has ended (Tune runs each trial's
-    function in a thread of a reused actor, so the process may live on)."""
-    global _watcher
-    with _watch_lock:
-        _watched.append((threading.current_thread(), run))
-        if _watcher is None or not _watcher.is_alive():
-            _watcher = threading.Thread(target=_watch_forever, name="fastflow-runs", daemon=True)
-            _watcher.start()
+    """Ends ``run`` when the calling thread ends (Tune runs each trial's function in a
+    thread of an actor it may reuse), or at process exit."""
+    held = getattr(_thread_runs, "runs", None)
+    if held is None:
+        held = _thread_runs.runs = []
+    held.append(_EndsWithThread(run))
 
 
-def _end_watched(only_finished_threads=True) -> None:
-    with _watch_lock:
-        ended = [(t, r) for t, r in _watched if not (only_finished_threads and t.is_alive())]
-        for item in ended:
-            _watched.remove(item)
-    for _, run in ended:
-        try:
-            client = MlflowClient(run._tracker.uri)
-            if client.get_run(run.info.run_id).info.status == "RUNNING":
-                client.set_terminated(run.info.run_id, "FINISHED")
-        except Exception as e:
-            logger.warning("could not end run %s: %s", run.info.run_id, e)
-
-
-def _watch_forever() -> None:
-    while True:
-        time.sleep(0.2)
-        _end_watched()
-
-
-# Tune ends a trial's actor soon after its function returns, often before the watcher looks.
-atexit.register(_end_watched, False)
+@atexit.register
+def _end_open_runs() -> None:
+    for holder in list(_open_runs):
+        holder.end()
