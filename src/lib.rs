@@ -4,12 +4,15 @@
 //! The core (store, writer, validation, errors) is plain Rust; `python` is the PyO3 layer,
 //! built only with the `python` feature.
 
+pub mod backend;
 pub mod entities;
 pub mod error;
 pub mod filter;
 pub mod interner;
 pub mod outbox;
 pub mod process;
+pub mod rest;
+pub mod rest_store;
 pub mod runs;
 pub mod schema;
 pub mod search;

@@ -4,13 +4,13 @@
 //! have been held by a thread that no longer exists. So after a fork the child starts a new
 //! generation and never touches the old one again: the old state is leaked, not dropped.
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 
+use crate::backend::Backend;
 use crate::error::Result;
 use crate::interner::Interner;
 use crate::writer::{Config, Engine};
@@ -18,7 +18,8 @@ use crate::writer::{Config, Engine};
 pub struct Process {
     pub generation: u64,
     pub interner: Arc<Interner>,
-    engines: Mutex<FxHashMap<PathBuf, Arc<Engine>>>,
+    /// Keyed by the store's path, or a tracking server's URI.
+    engines: Mutex<FxHashMap<String, Arc<Engine>>>,
     /// Engines that ship to another process instead of a store (see `outbox`).
     outboxes: Mutex<Vec<Arc<Engine>>>,
 }
@@ -72,19 +73,22 @@ pub fn start_new_generation() {
 }
 
 impl Process {
-    /// The engine for the store at `path`, starting it (and creating the store) on first use.
-    pub fn engine(&self, path: &Path, artifact_root: &str) -> Result<Arc<Engine>> {
+    /// The engine for the store `key` names, opening it with `open` on first use.
+    pub fn engine(
+        &self,
+        key: &str,
+        open: impl FnOnce() -> Result<Box<dyn Backend>>,
+    ) -> Result<Arc<Engine>> {
         let mut engines = self.engines.lock();
-        if let Some(engine) = engines.get(path) {
+        if let Some(engine) = engines.get(key) {
             return Ok(engine.clone());
         }
-        let engine = Arc::new(Engine::start(
-            path,
-            artifact_root,
+        let engine = Arc::new(Engine::start_with(
+            open()?,
             self.interner.clone(),
             Config::from_env(),
         )?);
-        engines.insert(path.to_path_buf(), engine.clone());
+        engines.insert(key.to_string(), engine.clone());
         Ok(engine)
     }
 

@@ -745,6 +745,96 @@ fn set_run_name(tx: &Transaction<'_>, run_id: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+impl crate::backend::Backend for Store {
+    fn create_experiment(
+        &mut self,
+        name: &str,
+        artifact_location: Option<&str>,
+        tags: &[(String, String)],
+    ) -> Result<String> {
+        Store::create_experiment(self, name, artifact_location, tags)
+    }
+    fn get_experiment(&self, experiment_id: &str) -> Result<Experiment> {
+        Store::get_experiment(self, experiment_id)
+    }
+    fn get_experiment_by_name(&self, name: &str) -> Result<Option<Experiment>> {
+        Store::get_experiment_by_name(self, name)
+    }
+    fn delete_experiment(&mut self, experiment_id: &str) -> Result<()> {
+        Store::delete_experiment(self, experiment_id)
+    }
+    fn restore_experiment(&mut self, experiment_id: &str) -> Result<()> {
+        Store::restore_experiment(self, experiment_id)
+    }
+    fn set_experiment_tags(
+        &mut self,
+        experiment_id: &str,
+        tags: &[(String, String)],
+    ) -> Result<()> {
+        Store::set_experiment_tags(self, experiment_id, tags)
+    }
+    fn search_experiments(&self, search: &search::ExperimentSearch) -> Result<Vec<Experiment>> {
+        Store::search_experiments(self, search)
+    }
+    fn create_run(
+        &mut self,
+        experiment_id: &str,
+        user_id: &str,
+        start_time: i64,
+        run_name: &str,
+        tags: &[(String, String)],
+    ) -> Result<Run> {
+        Store::create_run(self, experiment_id, user_id, start_time, run_name, tags)
+    }
+    fn get_run(&self, run_id: &str) -> Result<Run> {
+        Store::get_run(self, run_id)
+    }
+    fn run_lifecycle(&self, run_id: &str) -> Result<Option<String>> {
+        Store::run_lifecycle(self, run_id)
+    }
+    fn update_run_info(
+        &mut self,
+        run_id: &str,
+        status: Option<&str>,
+        end_time: Option<i64>,
+        run_name: Option<&str>,
+    ) -> Result<RunInfo> {
+        Store::update_run_info(self, run_id, status, end_time, run_name)
+    }
+    fn delete_run(&mut self, run_id: &str) -> Result<()> {
+        Store::delete_run(self, run_id)
+    }
+    fn restore_run(&mut self, run_id: &str) -> Result<()> {
+        Store::restore_run(self, run_id)
+    }
+    fn run_ids_of_experiment(&self, experiment_id: &str) -> Result<Vec<String>> {
+        Store::run_ids_of_experiment(self, experiment_id)
+    }
+    fn search_runs(&self, search: &search::RunSearch) -> Result<Vec<Run>> {
+        Store::search_runs(self, search)
+    }
+    fn log_params(
+        &mut self,
+        run_id: &str,
+        params: &[(String, String)],
+        single: bool,
+    ) -> Result<()> {
+        Store::log_params(self, run_id, params, single)
+    }
+    fn set_tags(&mut self, run_id: &str, tags: &[(String, String)]) -> Result<()> {
+        Store::set_tags(self, run_id, tags)
+    }
+    fn delete_tag(&mut self, run_id: &str, key: &str) -> Result<()> {
+        Store::delete_tag(self, run_id, key)
+    }
+    fn insert_metrics(&mut self, rows: &[MetricRow<'_>]) -> Result<()> {
+        Store::insert_metrics(self, rows)
+    }
+    fn get_metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>> {
+        Store::get_metric_history(self, run_id, key)
+    }
+}
+
 pub fn run_not_active(run_id: &str, stage: &str) -> Error {
     Error::invalid(format!(
         "The run {run_id} must be in the 'active' state. Current state is {stage}."

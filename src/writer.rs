@@ -17,6 +17,7 @@ use crossbeam_channel::{
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 
+use crate::backend::Backend;
 use crate::entities::LIFECYCLE_ACTIVE;
 use crate::error::{Error, Result};
 use crate::interner::Interner;
@@ -111,7 +112,7 @@ impl Shared {
 }
 
 pub struct WriterState {
-    pub store: Store,
+    pub store: Box<dyn Backend>,
     pub runs: Arc<RunRegistry>,
     interner: Arc<Interner>,
     shared: Arc<Shared>,
@@ -120,9 +121,27 @@ pub struct WriterState {
     stranded: FxHashMap<u32, (Error, Vec<MetricRecord>)>,
     keys: Vec<Arc<str>>,
     run_ids: Vec<Arc<str>>,
+    /// Flushes waiting for a tracking server to come back: answered once their points are
+    /// delivered, so that `flush()` means delivered even across an outage.
+    parked: Vec<Sender<Result<()>>>,
 }
 
 impl WriterState {
+    fn barrier(&mut self, reply: Sender<Result<()>>) {
+        match self.flush() {
+            Err(Error::Unavailable(_)) => self.parked.push(reply),
+            outcome => {
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    fn settle_parked(&mut self, outcome: &Result<()>) {
+        for reply in self.parked.drain(..) {
+            let _ = reply.send(outcome.clone());
+        }
+    }
+
     fn key(&mut self, id: u32) -> Arc<str> {
         while self.keys.len() <= id as usize {
             let next = self.keys.len() as u32;
@@ -256,6 +275,10 @@ pub struct Engine {
 const POLL: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
+fn backoff_floor() -> Duration {
+    Duration::from_millis(50)
+}
+
 impl Engine {
     /// Opens (creating if needed) the store on the caller's thread, so that a bad path fails
     /// here, then hands the connection to a new writer thread.
@@ -266,6 +289,15 @@ impl Engine {
         config: Config,
     ) -> Result<Engine> {
         let store = Store::open(path, artifact_root)?;
+        Engine::start_with(Box::new(store), interner, config)
+    }
+
+    /// Hands an opened backend (a store, a tracking server) to a new writer thread.
+    pub fn start_with(
+        store: Box<dyn Backend>,
+        interner: Arc<Interner>,
+        config: Config,
+    ) -> Result<Engine> {
         let (engine, receiver) = Engine::with_queue(config.queue_capacity);
         let state = WriterState {
             store,
@@ -276,6 +308,7 @@ impl Engine {
             stranded: FxHashMap::default(),
             keys: Vec::new(),
             run_ids: Vec::new(),
+            parked: Vec::new(),
         };
         thread::Builder::new()
             .name("fastflow-writer".into())
@@ -385,9 +418,15 @@ fn writer_loop(mut state: WriterState, receiver: Receiver<Msg>, config: Config) 
                 *due = None;
                 *failing = false;
                 backoff = Duration::from_millis(50);
+                state.settle_parked(&Ok(()));
             }
             Err(error) => {
-                state.shared.report(error);
+                // An unreachable server is waited out, not raised in the training loop: the
+                // queue holds the points and fills up to apply back-pressure.
+                if !matches!(error, Error::Unavailable(_)) {
+                    state.settle_parked(&Err(error.clone()));
+                    state.shared.report(error);
+                }
                 *due = Some(Instant::now() + backoff);
                 *failing = true;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -421,7 +460,11 @@ fn writer_loop(mut state: WriterState, receiver: Receiver<Msg>, config: Config) 
                             job(&mut state);
                         }
                         Ok(Msg::Barrier(reply)) => {
-                            let _ = reply.send(state.flush());
+                            state.barrier(reply);
+                            if !state.parked.is_empty() {
+                                due.get_or_insert_with(|| Instant::now() + backoff_floor());
+                                failing = true;
+                            }
                         }
                         Err(_) => break,
                     }
@@ -441,8 +484,11 @@ fn writer_loop(mut state: WriterState, receiver: Receiver<Msg>, config: Config) 
                 }
             }
             Ok(Msg::Barrier(reply)) => {
-                let _ = reply.send(state.flush());
-                if state.pending.is_empty() {
+                state.barrier(reply);
+                if !state.parked.is_empty() {
+                    due.get_or_insert_with(|| Instant::now() + backoff_floor());
+                    failing = true;
+                } else if state.pending.is_empty() {
                     due = None;
                     failing = false;
                 }

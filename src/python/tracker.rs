@@ -8,10 +8,12 @@ use pyo3::prelude::*;
 
 use super::errors::{raise_pending, to_pyerr, IntoPyResult};
 use super::metrics::{self, metric_record, BatchMetric};
+use crate::backend::Backend;
 use crate::entities::{self, Experiment, Metric, Run, RunInfo};
 use crate::error::{Error, Result};
 use crate::outbox;
 use crate::process;
+use crate::rest_store::RestStore;
 use crate::runs::RunSlot;
 use crate::search;
 use crate::validation::{self, Checked, KeyKind};
@@ -276,16 +278,40 @@ fn checked_pairs(
 pub struct Tracker {
     #[pyo3(get)]
     uri: String,
-    path: PathBuf,
+    target: Target,
     artifact_root: String,
+}
+
+/// Where a tracker's data lives.
+enum Target {
+    Sqlite(PathBuf),
+    /// A tracking server's base URI; credentials stay in the environment.
+    Server(String),
 }
 
 impl Tracker {
     pub fn engine(&self, py: Python<'_>) -> PyResult<Arc<Engine>> {
-        let path = self.path.clone();
         let root = self.artifact_root.clone();
-        py.detach(move || process::current().engine(&path, &root))
-            .into_py(py)
+        match &self.target {
+            Target::Sqlite(path) => {
+                let key = path.to_string_lossy().into_owned();
+                let path = path.clone();
+                py.detach(move || {
+                    process::current().engine(&key, || {
+                        Ok(Box::new(crate::store::Store::open(&path, &root)?) as Box<dyn Backend>)
+                    })
+                })
+            }
+            Target::Server(base) => {
+                let base = base.clone();
+                py.detach(move || {
+                    process::current().engine(&base, || {
+                        Ok(Box::new(RestStore::new(&base)?) as Box<dyn Backend>)
+                    })
+                })
+            }
+        }
+        .into_py(py)
     }
 
     /// The slot of `run_id`, checking the store once for runs this process has not seen.
@@ -319,19 +345,28 @@ impl Tracker {
     #[new]
     #[pyo3(signature = (uri, artifact_root))]
     fn new(py: Python<'_>, uri: String, artifact_root: String) -> PyResult<Self> {
-        let path = crate::uri::sqlite_path(&uri).into_py(py)?;
+        let lower = uri.to_ascii_lowercase();
+        let target = if lower.starts_with("http://") || lower.starts_with("https://") {
+            Target::Server(uri.trim_end_matches('/').to_string())
+        } else {
+            Target::Sqlite(crate::uri::sqlite_path(&uri).into_py(py)?)
+        };
         let tracker = Tracker {
             uri,
-            path,
+            target,
             artifact_root,
         };
         tracker.engine(py)?;
         Ok(tracker)
     }
 
+    /// The store's file, or the tracking server's URI.
     #[getter]
     fn path(&self) -> String {
-        self.path.to_string_lossy().into_owned()
+        match &self.target {
+            Target::Sqlite(path) => path.to_string_lossy().into_owned(),
+            Target::Server(base) => base.clone(),
+        }
     }
 
     #[pyo3(signature = (name, artifact_location=None, tags=Vec::new()))]

@@ -1,0 +1,55 @@
+//! What the writer thread drives: a SQLite store on this machine or a tracking server over
+//! HTTP. Both speak in MLflow's entities and errors, so every store operation and the
+//! batching writer are written once.
+
+use crate::entities::{Experiment, Metric, Run, RunInfo};
+use crate::error::Result;
+use crate::search::{ExperimentSearch, RunSearch};
+use crate::store::MetricRow;
+
+pub trait Backend: Send {
+    fn create_experiment(
+        &mut self,
+        name: &str,
+        artifact_location: Option<&str>,
+        tags: &[(String, String)],
+    ) -> Result<String>;
+    fn get_experiment(&self, experiment_id: &str) -> Result<Experiment>;
+    fn get_experiment_by_name(&self, name: &str) -> Result<Option<Experiment>>;
+    fn delete_experiment(&mut self, experiment_id: &str) -> Result<()>;
+    fn restore_experiment(&mut self, experiment_id: &str) -> Result<()>;
+    fn set_experiment_tags(&mut self, experiment_id: &str, tags: &[(String, String)])
+        -> Result<()>;
+    fn search_experiments(&self, search: &ExperimentSearch) -> Result<Vec<Experiment>>;
+
+    fn create_run(
+        &mut self,
+        experiment_id: &str,
+        user_id: &str,
+        start_time: i64,
+        run_name: &str,
+        tags: &[(String, String)],
+    ) -> Result<Run>;
+    fn get_run(&self, run_id: &str) -> Result<Run>;
+    /// The run's lifecycle stage, or `None` when the store has no such run.
+    fn run_lifecycle(&self, run_id: &str) -> Result<Option<String>>;
+    fn update_run_info(
+        &mut self,
+        run_id: &str,
+        status: Option<&str>,
+        end_time: Option<i64>,
+        run_name: Option<&str>,
+    ) -> Result<RunInfo>;
+    fn delete_run(&mut self, run_id: &str) -> Result<()>;
+    fn restore_run(&mut self, run_id: &str) -> Result<()>;
+    fn run_ids_of_experiment(&self, experiment_id: &str) -> Result<Vec<String>>;
+    fn search_runs(&self, search: &RunSearch) -> Result<Vec<Run>>;
+
+    /// `single`: one `log_param` call, whose errors MLflow words differently from a batch's.
+    fn log_params(&mut self, run_id: &str, params: &[(String, String)], single: bool)
+        -> Result<()>;
+    fn set_tags(&mut self, run_id: &str, tags: &[(String, String)]) -> Result<()>;
+    fn delete_tag(&mut self, run_id: &str, key: &str) -> Result<()>;
+    fn insert_metrics(&mut self, rows: &[MetricRow<'_>]) -> Result<()>;
+    fn get_metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>>;
+}

@@ -1,0 +1,288 @@
+//! HTTP to an MLflow tracking server, configured as MLflow's client is: basic or bearer
+//! auth, TLS verified unless told otherwise, a request timeout, and retries of 408, 429,
+//! 5xx and connection failures with exponential backoff, jitter and `Retry-After`.
+//!
+//! Credentials go into headers only: they never appear in an error, a log line or a repr.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::Value as Json;
+use ureq::tls::{RootCerts, TlsConfig};
+use ureq::Agent;
+
+use crate::error::{Error, Result};
+
+#[derive(Clone)]
+pub struct Settings {
+    pub max_retries: u32,
+    pub backoff_factor: f64,
+    pub backoff_jitter: f64,
+    pub timeout: Duration,
+}
+
+impl Settings {
+    /// MLflow's defaults and environment variables.
+    pub fn from_env() -> Self {
+        let number = |name: &str, default: f64| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(default)
+        };
+        Settings {
+            max_retries: number("MLFLOW_HTTP_REQUEST_MAX_RETRIES", 7.0).max(0.0) as u32,
+            backoff_factor: number("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", 2.0).max(0.0),
+            backoff_jitter: number("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", 1.0).max(0.0),
+            timeout: Duration::from_secs_f64(
+                number("MLFLOW_HTTP_REQUEST_TIMEOUT", 120.0).max(0.001),
+            ),
+        }
+    }
+}
+
+fn env_true(name: &str) -> bool {
+    matches!(
+        std::env::var(name).map(|v| v.trim().to_ascii_lowercase()),
+        Ok(v) if v == "true" || v == "1" || v == "yes"
+    )
+}
+
+pub struct Client {
+    base: String,
+    agent: Agent,
+    authorization: Option<String>,
+    pub settings: Settings,
+}
+
+/// What one attempt gave: a JSON answer, an MLflow error, or a reason to try again.
+enum Attempt {
+    Done(Json),
+    Failed(Error),
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+}
+
+impl Client {
+    /// A client for `uri` (`http://host:port[/prefix]`), from MLflow's environment variables.
+    pub fn new(uri: &str) -> Result<Client> {
+        let base = uri.trim_end_matches('/').to_string();
+        let settings = Settings::from_env();
+        let mut tls = TlsConfig::builder();
+        if env_true("MLFLOW_TRACKING_INSECURE_TLS") {
+            tls = tls.disable_verification(true);
+        } else if let Ok(path) = std::env::var("MLFLOW_TRACKING_SERVER_CERT_PATH") {
+            let pem = std::fs::read(&path).map_err(|e| {
+                Error::invalid(format!(
+                    "Could not read MLFLOW_TRACKING_SERVER_CERT_PATH: {e}"
+                ))
+            })?;
+            let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
+                    _ => None,
+                })
+                .collect();
+            if certs.is_empty() {
+                return Err(Error::invalid(
+                    "MLFLOW_TRACKING_SERVER_CERT_PATH holds no PEM certificate",
+                ));
+            }
+            tls = tls.root_certs(RootCerts::new_with_certs(&certs));
+        } else {
+            tls = tls.root_certs(RootCerts::PlatformVerifier);
+        }
+        let agent: Agent = Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(settings.timeout))
+            .tls_config(tls.build())
+            .build()
+            .into();
+        let authorization = match (
+            std::env::var("MLFLOW_TRACKING_USERNAME"),
+            std::env::var("MLFLOW_TRACKING_PASSWORD"),
+            std::env::var("MLFLOW_TRACKING_TOKEN"),
+        ) {
+            (Ok(user), Ok(password), _) => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            )),
+            (_, _, Ok(token)) => Some(format!("Bearer {token}")),
+            _ => None,
+        };
+        Ok(Client {
+            base,
+            agent,
+            authorization,
+            settings,
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, endpoint: &str) -> String {
+        format!("{}/api/2.0/mlflow/{endpoint}", self.base)
+    }
+
+    fn attempt(
+        &self,
+        method: &str,
+        endpoint: &str,
+        query: &[(&str, String)],
+        body: Option<&Json>,
+    ) -> Attempt {
+        let url = self.url(endpoint);
+        let response = if method == "GET" {
+            let mut request = self.agent.get(&url);
+            for (key, value) in query {
+                request = request.query(*key, value);
+            }
+            if let Some(auth) = &self.authorization {
+                request = request.header("Authorization", auth);
+            }
+            request.call()
+        } else {
+            let mut request = self.agent.post(&url);
+            if let Some(auth) = &self.authorization {
+                request = request.header("Authorization", auth);
+            }
+            let text = body.map(|b| b.to_string()).unwrap_or_else(|| "{}".into());
+            request.content_type("application/json").send(text)
+        };
+        let mut response = match response {
+            Ok(response) => response,
+            Err(error) => {
+                return Attempt::Retry {
+                    reason: error.to_string(),
+                    after: None,
+                }
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("Retry-After")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|s| Duration::from_secs_f64(s.max(0.0)));
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        if status == 408 || status == 429 || (500..600).contains(&status) {
+            return Attempt::Retry {
+                reason: format!("response with status code {status}"),
+                after: retry_after,
+            };
+        }
+        let parsed: Option<Json> = serde_json::from_str(&text).ok();
+        if (200..300).contains(&status) {
+            return Attempt::Done(parsed.unwrap_or(Json::Null));
+        }
+        let code = parsed
+            .as_ref()
+            .and_then(|j| j.get("error_code"))
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .to_string();
+        let message = parsed
+            .as_ref()
+            .and_then(|j| j.get("message"))
+            .and_then(Json::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                format!(
+                    "API request to endpoint /api/2.0/mlflow/{endpoint} failed with error code \
+                     {status} != 200. Response body: '{}'",
+                    text.chars().take(500).collect::<String>()
+                )
+            });
+        let code = if code.is_empty() {
+            match status {
+                401 => "UNAUTHENTICATED".to_string(),
+                403 => "PERMISSION_DENIED".to_string(),
+                404 => "ENDPOINT_NOT_FOUND".to_string(),
+                _ => "BAD_REQUEST".to_string(),
+            }
+        } else {
+            code
+        };
+        Attempt::Failed(Error::from_code(&code, message))
+    }
+
+    /// One request with MLflow's retries: `max_retries` more attempts after the first,
+    /// waiting `backoff_factor * 2^(n-1)` seconds plus up to `backoff_jitter` (or what
+    /// `Retry-After` asks for). Gives up early when `deadline` passes.
+    pub fn request(
+        &self,
+        method: &str,
+        endpoint: &str,
+        query: &[(&str, String)],
+        body: Option<&Json>,
+        max_retries: u32,
+        deadline: Option<Instant>,
+    ) -> Result<Json> {
+        let mut attempt = 0u32;
+        loop {
+            match self.attempt(method, endpoint, query, body) {
+                Attempt::Done(json) => return Ok(json),
+                Attempt::Failed(error) => return Err(error),
+                Attempt::Retry { reason, after } => {
+                    if attempt >= max_retries {
+                        return Err(Error::Unavailable(format!(
+                            "API request to {} failed with exception {reason} (after {} \
+                             attempts)",
+                            self.url(endpoint),
+                            attempt + 1
+                        )));
+                    }
+                    attempt += 1;
+                    let backoff = self.settings.backoff_factor * 2f64.powi(attempt as i32 - 1);
+                    let wait = after.unwrap_or_else(|| {
+                        Duration::from_secs_f64(
+                            backoff.min(120.0) + jitter() * self.settings.backoff_jitter,
+                        )
+                    });
+                    if let Some(deadline) = deadline {
+                        if Instant::now() + wait > deadline {
+                            return Err(Error::Unavailable(format!(
+                                "API request to {} failed with exception {reason}",
+                                self.url(endpoint)
+                            )));
+                        }
+                    }
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+    }
+
+    /// A synchronous call: MLflow's retry budget.
+    pub fn call(
+        &self,
+        method: &str,
+        endpoint: &str,
+        query: &[(&str, String)],
+        body: Option<&Json>,
+    ) -> Result<Json> {
+        self.request(
+            method,
+            endpoint,
+            query,
+            body,
+            self.settings.max_retries,
+            None,
+        )
+    }
+}
+
+/// A number in [0, 1) from the clock: enough to spread retries of many workers apart.
+fn jitter() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mixed = (nanos as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11;
+    (mixed as f64) / ((1u64 << 53) as f64)
+}
