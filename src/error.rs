@@ -41,8 +41,14 @@ pub enum Error {
     },
     /// The writer thread is gone (it panicked or the process is shutting down).
     WriterStopped,
-    /// The process that holds the store for us (the Ray funnel actor) cannot take data.
+    /// The process that holds the store for us (the Ray funnel actor, a tracking server)
+    /// cannot be reached.
     Unavailable(String),
+    /// An error a tracking server answered with a code of its own (UNAUTHENTICATED, ...).
+    Remote {
+        code: String,
+        message: String,
+    },
     /// The caller was interrupted (Ctrl-C) while waiting for the writer.
     Interrupted,
 }
@@ -67,6 +73,7 @@ impl Error {
             Error::Database { .. }
             | Error::WriterStopped
             | Error::Unavailable(_)
+            | Error::Remote { .. }
             | Error::Interrupted => ErrorCode::InternalError,
         }
     }
@@ -78,7 +85,11 @@ impl Error {
             "RESOURCE_ALREADY_EXISTS" => Error::AlreadyExists(message),
             "RESOURCE_DOES_NOT_EXIST" => Error::NotFound(message),
             "INVALID_STATE" => Error::InvalidState(message),
-            _ => Error::Unavailable(message),
+            "INTERNAL_ERROR" | "" => Error::Unavailable(message),
+            other => Error::Remote {
+                code: other.to_string(),
+                message,
+            },
         }
     }
 
@@ -100,7 +111,8 @@ impl fmt::Display for Error {
             | Error::AlreadyExists(m)
             | Error::NotFound(m)
             | Error::InvalidState(m)
-            | Error::Unavailable(m) => f.write_str(m),
+            | Error::Unavailable(m)
+            | Error::Remote { message: m, .. } => f.write_str(m),
             Error::Database { message, .. } => write!(f, "fastflow store error: {message}"),
             Error::WriterStopped => f.write_str("fastflow's background writer has stopped"),
             Error::Interrupted => f.write_str("interrupted while waiting for the fastflow writer"),

@@ -23,6 +23,7 @@ pub fn mlflow_exception(py: Python<'_>, message: &str, error_code: &str) -> PyEr
 pub fn to_pyerr(py: Python<'_>, error: Error) -> PyErr {
     match error {
         Error::Interrupted => PyKeyboardInterrupt::new_err(()),
+        Error::Remote { code, message } => mlflow_exception(py, &message, &code),
         other => mlflow_exception(py, &other.to_string(), other.code().as_str()),
     }
 }

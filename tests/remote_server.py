@@ -1,0 +1,137 @@
+"""A real `mlflow server` on 127.0.0.1, and a small proxy in front of it that can refuse
+requests (503 with Retry-After) or demand basic auth: the peers of the remote tests."""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MlflowServer:
+    def __init__(self, directory, port=None):
+        self.directory = directory
+        self.port = port or free_port()
+        self.process = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> MlflowServer:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{self.directory / 'server.db'}",
+                "--default-artifact-root",
+                str(self.directory / "artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.uri + "/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        return self
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.3)
+        raise RuntimeError("mlflow server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=60)
+            self.process = None
+
+
+class Proxy:
+    """Forwards to ``target``; refuses ``refuse`` log-batch calls with 503 first, and checks
+    basic auth when ``credentials`` is set."""
+
+    def __init__(self, target: str, refuse: int = 0, retry_after: str = "1", credentials=None):
+        self.target = target
+        self.refuse = refuse
+        self.refused = 0
+        self.forwarded = 0
+        self.retry_after = retry_after
+        self.expected = (
+            "Basic " + base64.b64encode(":".join(credentials).encode()).decode()
+            if credentials
+            else None
+        )
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                if proxy.expected and self.headers.get("Authorization") != proxy.expected:
+                    self._answer(
+                        401,
+                        b'{"error_code": "UNAUTHENTICATED", "message": '
+                        b'"You are not authenticated."}',
+                    )
+                    return
+                if "log-batch" in self.path and proxy.refused < proxy.refuse:
+                    proxy.refused += 1
+                    self._answer(503, b"unavailable", {"Retry-After": proxy.retry_after})
+                    return
+                request = urllib.request.Request(
+                    proxy.target + self.path, data=body, method=self.command
+                )
+                for name in ("Content-Type",):
+                    if self.headers.get(name):
+                        request.add_header(name, self.headers[name])
+                try:
+                    with urllib.request.urlopen(request, timeout=60) as answer:
+                        status, payload = answer.status, answer.read()
+                except urllib.error.HTTPError as e:
+                    status, payload = e.code, e.read()
+                proxy.forwarded += 1
+                self._answer(status, payload)
+
+            def _answer(self, status, payload, headers=None):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = _handle
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.uri = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
