@@ -120,12 +120,13 @@ impl Client {
         })
     }
 
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
     fn url(&self, endpoint: &str) -> String {
         format!("{}/api/2.0/mlflow/{endpoint}", self.base)
+    }
+
+    /// The URL as errors show it: without credentials.
+    fn shown_url(&self, endpoint: &str) -> String {
+        crate::uri::redacted(&self.url(endpoint))
     }
 
     fn attempt(
@@ -233,7 +234,7 @@ impl Client {
                         return Err(Error::Unavailable(format!(
                             "API request to {} failed with exception {reason} (after {} \
                              attempts)",
-                            self.url(endpoint),
+                            self.shown_url(endpoint),
                             attempt + 1
                         )));
                     }
@@ -248,7 +249,7 @@ impl Client {
                         if Instant::now() + wait > deadline {
                             return Err(Error::Unavailable(format!(
                                 "API request to {} failed with exception {reason}",
-                                self.url(endpoint)
+                                self.shown_url(endpoint)
                             )));
                         }
                     }

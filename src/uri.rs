@@ -1,4 +1,4 @@
-//! Tracking URIs that name a SQLite file.
+//! Tracking URIs: SQLite files, and server URIs as they may be shown.
 
 use std::path::PathBuf;
 
@@ -27,6 +27,18 @@ pub fn sqlite_path(uri: &str) -> Result<PathBuf> {
     Ok(std::env::current_dir()?.join(path))
 }
 
+/// `uri` with any `user:password@` removed, for messages and reprs.
+pub fn redacted(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return uri.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => uri.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,5 +53,15 @@ mod tests {
         assert!(rel.is_absolute() && rel.ends_with("mlflow.db"));
         assert!(sqlite_path("file:///tmp").is_err());
         assert!(sqlite_path("sqlite://").is_err());
+    }
+
+    #[test]
+    fn credentials_in_uris_are_hidden() {
+        assert_eq!(
+            redacted("https://ana:pw@host:5000/prefix"),
+            "https://***@host:5000/prefix"
+        );
+        assert_eq!(redacted("http://host/a@b"), "http://host/a@b");
+        assert_eq!(redacted("sqlite:///x.db"), "sqlite:///x.db");
     }
 }

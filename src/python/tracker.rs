@@ -748,7 +748,7 @@ impl Tracker {
     }
 
     fn __repr__(&self) -> String {
-        format!("Tracker({:?})", self.uri)
+        format!("Tracker({:?})", crate::uri::redacted(&self.uri))
     }
 }
 
