@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import http.server
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -72,7 +73,14 @@ class Proxy:
     """Forwards to ``target``; refuses ``refuse`` log-batch calls with 503 first, and checks
     basic auth when ``credentials`` is set."""
 
-    def __init__(self, target: str, refuse: int = 0, retry_after: str = "1", credentials=None):
+    def __init__(
+        self,
+        target: str,
+        refuse: int = 0,
+        retry_after: str = "1",
+        credentials=None,
+        certificate=None,
+    ):
         self.target = target
         self.refuse = refuse
         self.refused = 0
@@ -129,9 +137,72 @@ class Proxy:
             do_GET = do_POST = _handle
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.uri = f"http://127.0.0.1:{self.server.server_address[1]}"
+        scheme = "http"
+        if certificate is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*certificate)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.uri = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def certificates(directory):
+    """A test CA that no system trusts and a certificate it signed for 127.0.0.1:
+    (certificate, key, CA certificate) paths."""
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=directory)
+
+    (directory / "server.ext").write_text(
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+    )
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=fastflow test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "server.csr",
+    )
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "cert.pem",
+    )
+    return (str(directory / "cert.pem"), str(directory / "key.pem"), str(directory / "ca.pem"))

@@ -9,7 +9,7 @@ import time
 
 import fastflow
 import pytest
-from remote_server import MlflowServer, Proxy
+from remote_server import MlflowServer, Proxy, certificates
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +137,26 @@ def test_basic_auth(server, mlflow, monkeypatch):
     finally:
         proxy.close()
         wrong.close()
+
+
+def test_tls_is_verified_unless_told_otherwise(server, tmp_path, monkeypatch):
+    cert, key, authority = certificates(tmp_path)
+    proxies = [Proxy(server.uri, certificate=(cert, key)) for _ in range(3)]
+    try:
+        untrusted, pinned, insecure = proxies
+        with pytest.raises(fastflow.MlflowException) as refused:
+            fastflow.MlflowClient(untrusted.uri).create_run("0")
+        assert "runs/create" in str(refused.value)
+
+        monkeypatch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", authority)
+        assert fastflow.MlflowClient(pinned.uri).create_run("0").info.run_id
+        monkeypatch.delenv("MLFLOW_TRACKING_SERVER_CERT_PATH")
+
+        monkeypatch.setenv("MLFLOW_TRACKING_INSECURE_TLS", "true")
+        assert fastflow.MlflowClient(insecure.uri).create_run("0").info.run_id
+    finally:
+        for proxy in proxies:
+            proxy.close()
 
 
 def test_an_unreachable_server_fails_synchronous_calls_clearly():
