@@ -4,6 +4,7 @@
 //! The core (store, writer, validation, errors) is plain Rust; `python` is the PyO3 layer,
 //! built only with the `python` feature.
 
+pub mod artifacts;
 pub mod backend;
 pub mod entities;
 pub mod error;

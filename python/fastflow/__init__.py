@@ -4,7 +4,7 @@ Use it as ``import fastflow as mlflow``: runs, params, tags and metrics go into 
 SQLite schema, so MLflow's UI and client read them.
 """
 
-from fastflow import entities, exceptions, tracking
+from fastflow import artifacts, entities, exceptions, tracking
 from fastflow._context import get_tracking_uri, set_tracking_uri
 from fastflow._fastflow import __version__, log_metric, log_metrics
 from fastflow.entities import Experiment, Metric, Param, Run, RunInfo, RunStatus, RunTag, ViewType
@@ -19,13 +19,18 @@ from fastflow.fluent import (
     end_run,
     flush,
     flush_async_logging,
+    get_artifact_uri,
     get_experiment,
     get_experiment_by_name,
     get_parent_run,
     get_run,
     last_active_run,
+    log_artifact,
+    log_artifacts,
+    log_dict,
     log_param,
     log_params,
+    log_text,
     restore_experiment,
     restore_run,
     search_experiments,
@@ -53,6 +58,7 @@ __all__ = [
     "ViewType",
     "__version__",
     "active_run",
+    "artifacts",
     "create_experiment",
     "delete_experiment",
     "delete_run",
@@ -62,16 +68,21 @@ __all__ = [
     "exceptions",
     "flush",
     "flush_async_logging",
+    "get_artifact_uri",
     "get_experiment",
     "get_experiment_by_name",
     "get_parent_run",
     "get_run",
     "get_tracking_uri",
     "last_active_run",
+    "log_artifact",
+    "log_artifacts",
+    "log_dict",
     "log_metric",
     "log_metrics",
     "log_param",
     "log_params",
+    "log_text",
     "restore_experiment",
     "restore_run",
     "search_experiments",

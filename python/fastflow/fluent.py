@@ -417,6 +417,38 @@ def flush() -> None:
 flush_async_logging = flush
 
 
+# ---- artifacts ------------------------------------------------------------------------------
+
+
+def _artifact_run_id(run_id):
+    return run_id or _get_or_start_run().info.run_id
+
+
+def log_artifact(local_path, artifact_path=None, run_id=None) -> None:
+    _client().log_artifact(_artifact_run_id(run_id), local_path, artifact_path)
+
+
+def log_artifacts(local_dir, artifact_path=None, run_id=None) -> None:
+    _client().log_artifacts(_artifact_run_id(run_id), local_dir, artifact_path)
+
+
+def log_text(text, artifact_file, run_id=None) -> None:
+    _client().log_text(_artifact_run_id(run_id), text, artifact_file)
+
+
+def log_dict(dictionary, artifact_file, run_id=None) -> None:
+    _client().log_dict(_artifact_run_id(run_id), dictionary, artifact_file)
+
+
+def get_artifact_uri(artifact_path=None) -> str:
+    """The URI of the active run's artifacts, or of ``artifact_path`` among them."""
+    root = _get_or_start_run().info.artifact_uri
+    if not artifact_path:
+        return root
+    _fastflow._check_artifact_path(artifact_path)
+    return root.rstrip("/") + "/" + artifact_path
+
+
 # ---- search --------------------------------------------------------------------------------
 
 

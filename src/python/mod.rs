@@ -1,5 +1,6 @@
 //! The `fastflow._fastflow` extension module.
 
+mod artifacts;
 mod errors;
 mod metrics;
 mod outbox;
@@ -20,5 +21,10 @@ fn _fastflow(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(metrics::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::_flush_all, m)?)?;
     m.add_function(wrap_pyfunction!(tracker::_validate_batch_limits, m)?)?;
+    m.add_function(wrap_pyfunction!(artifacts::_log_artifact, m)?)?;
+    m.add_function(wrap_pyfunction!(artifacts::_log_artifacts, m)?)?;
+    m.add_function(wrap_pyfunction!(artifacts::_list_artifacts, m)?)?;
+    m.add_function(wrap_pyfunction!(artifacts::_download_artifacts, m)?)?;
+    m.add_function(wrap_pyfunction!(artifacts::_check_artifact_path, m)?)?;
     Ok(())
 }

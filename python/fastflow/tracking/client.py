@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import json
 import os
+import posixpath
+import tempfile
 import time
 
-from fastflow import _context, _search
-from fastflow.entities import Experiment, Metric, Run, RunInfo, RunStatus, ViewType
+from fastflow import _context, _fastflow, _search
+from fastflow.entities import Experiment, FileInfo, Metric, Run, RunInfo, RunStatus, ViewType
 from fastflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
 
 # MLflow adds this explanation to every invalid-parameter error of `log_param`.
@@ -253,6 +257,57 @@ class MlflowClient:
 
     def flush(self) -> None:
         self._tracker.flush()
+
+    # ---- artifacts -------------------------------------------------------------------------
+
+    def _artifact_uri(self, run_id) -> str:
+        return self.get_run(run_id).info.artifact_uri
+
+    def log_artifact(self, run_id, local_path, artifact_path=None) -> None:
+        """Copies a file into the run's artifacts (streamed, without the GIL)."""
+        _fastflow._log_artifact(self._artifact_uri(run_id), os.fspath(local_path), artifact_path)
+
+    def log_artifacts(self, run_id, local_dir, artifact_path=None) -> None:
+        """Copies a directory's contents into the run's artifacts."""
+        _fastflow._log_artifacts(self._artifact_uri(run_id), os.fspath(local_dir), artifact_path)
+
+    @contextlib.contextmanager
+    def _artifact_file(self, run_id, artifact_file):
+        """A temporary file named like ``artifact_file``, logged where it says when done."""
+        norm = posixpath.normpath(artifact_file)
+        directory = posixpath.dirname(norm) or None
+        _fastflow._check_artifact_path(directory)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, posixpath.basename(norm))
+            yield path
+            self.log_artifact(run_id, path, directory)
+
+    def log_text(self, run_id, text, artifact_file) -> None:
+        with self._artifact_file(run_id, artifact_file) as path:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+
+    def log_dict(self, run_id, dictionary, artifact_file) -> None:
+        """JSON, or YAML for ``.yml``/``.yaml`` files, written as MLflow writes them."""
+        extension = os.path.splitext(artifact_file)[1]
+        with self._artifact_file(run_id, artifact_file) as path:
+            with open(path, "w") as f:
+                if extension in (".yml", ".yaml"):
+                    import yaml
+
+                    yaml.dump(dictionary, f, indent=2, default_flow_style=False)
+                else:
+                    json.dump(dictionary, f, indent=2, default=str)
+
+    def list_artifacts(self, run_id, path=None):
+        return [
+            FileInfo(p, is_dir, size)
+            for p, is_dir, size in _fastflow._list_artifacts(self._artifact_uri(run_id), path)
+        ]
+
+    def download_artifacts(self, run_id, path, dst_path=None) -> str:
+        dst_path = os.path.abspath(dst_path) if dst_path else tempfile.mkdtemp()
+        return _fastflow._download_artifacts(self._artifact_uri(run_id), path or None, dst_path)
 
     def _operations(self, synchronous):
         if synchronous is False:

@@ -1,0 +1,143 @@
+"""Artifacts in a run's local artifact directory: real MLflow lists and downloads what
+fastflow logged (byte for byte), fastflow reads what MLflow logged, and bad paths are
+refused with MlflowException."""
+
+import json
+import os
+import subprocess
+import sys
+
+import fastflow
+import pytest
+
+
+def _tree(root):
+    out = {}
+    for base, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(base, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, root)] = f.read()
+    return out
+
+
+def test_mlflow_lists_and_downloads_what_fastflow_logged(db_uri, mlflow, tmp_path):
+    model = tmp_path / "model.bin"
+    model.write_bytes(os.urandom(3 << 20))
+    reports = tmp_path / "reports"
+    (reports / "nested").mkdir(parents=True)
+    (reports / "summary.md").write_text("# ok\n")
+    (reports / "nested" / "data.csv").write_text("a,b\n1,2\n")
+    with fastflow.start_run() as run:
+        fastflow.log_artifact(str(model))
+        fastflow.log_artifact(model, artifact_path="models/best")
+        fastflow.log_artifacts(str(reports), artifact_path="reports")
+        fastflow.log_text("héllo\n", "notes/readme.txt")
+        fastflow.log_dict({"lr": 0.1, "layers": [1, 2]}, "config.json")
+        fastflow.log_dict({"lr": 0.1}, "config.yaml")
+        uri = fastflow.get_artifact_uri()
+        assert fastflow.get_artifact_uri("models") == uri + "/models"
+
+    oracle = mlflow.MlflowClient(tracking_uri=db_uri)
+    listed = [(f.path, f.is_dir, f.file_size) for f in oracle.list_artifacts(run.info.run_id)]
+    ours = [
+        (f.path, f.is_dir, f.file_size)
+        for f in fastflow.MlflowClient().list_artifacts(run.info.run_id)
+    ]
+    assert ours == listed
+    assert ("model.bin", False, 3 << 20) in listed
+    nested = oracle.list_artifacts(run.info.run_id, "reports/nested")
+    assert [(f.path, f.file_size) for f in nested] == [("reports/nested/data.csv", 8)]
+
+    theirs = oracle.download_artifacts(run.info.run_id, "", str(tmp_path / "theirs"))
+    mine = fastflow.MlflowClient().download_artifacts(run.info.run_id, "", tmp_path / "mine")
+    assert _tree(theirs) == _tree(mine)
+    assert _tree(theirs)["model.bin"] == model.read_bytes()
+    assert _tree(theirs)[os.path.join("models", "best", "model.bin")] == model.read_bytes()
+    mlflow.set_tracking_uri(db_uri)
+    assert mlflow.artifacts.load_text(uri + "/notes/readme.txt") == "héllo\n"
+    assert mlflow.artifacts.load_dict(uri + "/config.json") == {"lr": 0.1, "layers": [1, 2]}
+    with open(os.path.join(theirs, "config.yaml")) as f:
+        assert f.read() == "lr: 0.1\n"
+    assert fastflow.artifacts.load_dict(uri + "/config.json") == {"lr": 0.1, "layers": [1, 2]}
+
+
+def test_fastflow_reads_what_mlflow_logged(tmp_path, mlflow):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run() as run:
+        mlflow.log_text("from mlflow", "a/b.txt")
+        mlflow.log_dict({"k": [1]}, "d.json")
+    fastflow.set_tracking_uri(uri)
+    client = fastflow.MlflowClient()
+    assert [f.path for f in client.list_artifacts(run.info.run_id)] == ["a", "d.json"]
+    path = fastflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path="a/b.txt", dst_path=str(tmp_path / "out")
+    )
+    with open(path) as f:
+        assert f.read() == "from mlflow"
+    assert json.loads(open(client.download_artifacts(run.info.run_id, "d.json")).read()) == {
+        "k": [1]
+    }
+
+
+@pytest.mark.parametrize("artifact_path", ["../outside", "/abs/path", "a/../../b", "a//b"])
+def test_paths_that_escape_the_run_are_refused(db_uri, tmp_path, artifact_path):
+    source = tmp_path / "f.txt"
+    source.write_text("x")
+    with fastflow.start_run():
+        fastflow.log_metric("kept", 1.0)
+        with pytest.raises(fastflow.MlflowException) as refused:
+            fastflow.log_artifact(str(source), artifact_path=artifact_path)
+        assert refused.value.error_code == "INVALID_PARAMETER_VALUE"
+        assert "Invalid artifact path" in refused.value.message
+        if ".." in artifact_path or artifact_path.startswith("/"):
+            # log_text normalises its file path first, as MLflow does: only escapes fail.
+            with pytest.raises(fastflow.MlflowException):
+                fastflow.log_text("x", f"{artifact_path}/t.txt")
+    assert not (tmp_path / "outside").exists()
+    fastflow.flush()
+    run = fastflow.last_active_run()
+    assert run.data.metrics == {"kept": 1.0}
+
+
+def test_missing_files_and_directories_given_as_files(db_uri, tmp_path):
+    with fastflow.start_run():
+        with pytest.raises(fastflow.MlflowException, match="does not exist"):
+            fastflow.log_artifact(str(tmp_path / "missing.bin"))
+        with pytest.raises(fastflow.MlflowException, match="is a directory"):
+            fastflow.log_artifact(str(tmp_path))
+        with pytest.raises(fastflow.MlflowException, match="not a directory"):
+            (tmp_path / "file").write_text("x")
+            fastflow.log_artifacts(str(tmp_path / "file"))
+
+
+_BIG = """
+import os, resource, sys
+import fastflow
+path = sys.argv[1]
+with open(path, "wb") as f:
+    chunk = os.urandom(1 << 20)
+    for _ in range(1024):
+        f.write(chunk)
+fastflow.set_tracking_uri(sys.argv[2])
+with fastflow.start_run() as run:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    fastflow.log_artifact(path, "big")
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((after - before) * 1024, run.info.run_id)
+"""
+
+
+def test_a_one_gibibyte_file_is_streamed(db_uri, tmp_path, mlflow):
+    done = subprocess.run(
+        [sys.executable, "-c", _BIG, str(tmp_path / "big.bin"), db_uri],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    growth, run_id = done.stdout.split()
+    assert int(growth) < 64 << 20
+    (info,) = mlflow.MlflowClient(tracking_uri=db_uri).list_artifacts(run_id, "big")
+    assert info.file_size == 1 << 30
