@@ -14,20 +14,36 @@ machine this runs on may be shared and noisy: every figure is a median over repe
 
 from __future__ import annotations
 
-import argparse
-import importlib.metadata
-import json
 import os
-import platform
-import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
+
+# The scripts' shared helpers live beside them; this finds them whatever the working directory.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _bench import (  # noqa: E402
+    ERR,
+    NONE,
+    BenchError,
+    attempter,
+    fmt_ratio,
+    fmt_seconds,
+    fmt_time_ns,
+    header_line,
+    measure_in_tempdir,
+    mlflow_name,
+    parse_args,
+    report,
+    run_child,
+    serve_worker,
+    spread,
+    sqlite_uri,
+    table_head,
+)
+from _bench import run_worker as run_script_worker  # noqa: E402
 
 MAX_CALL_NS = 1_000
 MIN_SYNC_RATIO = 1_000.0
@@ -77,10 +93,6 @@ QUICK = Plan(
     durable_trials=2,
     import_runs=3,
 )
-
-
-def sqlite_uri(path: str) -> str:
-    return "sqlite:///" + os.path.abspath(path)
 
 
 def count_metric_rows(path: str, run_id: str) -> int:
@@ -200,43 +212,8 @@ WORKERS: dict[str, Callable[..., dict]] = {
 # ---- the parent: runs workers, collects medians, prints the table ---------------------------
 
 
-class BenchError(Exception):
-    pass
-
-
-def child_env() -> dict:
-    # A caller's MLFLOW_* settings (tracking URI, experiment, async logging by default) would
-    # change what is measured.
-    return {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-
-
-def tail(text: str, lines: int = 15) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
-def run_child(cmd: list, cwd: str, timeout: float) -> str:
-    try:
-        proc = subprocess.run(
-            cmd, cwd=cwd, env=child_env(), capture_output=True, text=True, timeout=timeout
-        )
-    except subprocess.TimeoutExpired as e:
-        stderr = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr
-        raise BenchError(f"timed out after {timeout:.0f} s\n{tail(stderr or '')}") from None
-    if proc.returncode != 0:
-        raise BenchError(f"exited with status {proc.returncode}\n{tail(proc.stderr)}")
-    return proc.stdout
-
-
 def run_worker(root: str, name: str, **params) -> dict:
-    # cwd is the worker's own directory so that default stores and artifact roots land there.
-    workdir = tempfile.mkdtemp(prefix=name + "-", dir=root)
-    try:
-        cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, workdir]
-        cmd.append(json.dumps(params))
-        stdout = run_child(cmd, cwd=workdir, timeout=WORKER_TIMEOUT_S)
-        return json.loads(stdout.strip().splitlines()[-1])
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    return run_script_worker(__file__, root, name, WORKER_TIMEOUT_S, **params)
 
 
 def import_seconds(root: str, module: str, runs: int) -> list:
@@ -261,44 +238,14 @@ def durable_trials(root: str, name: str, plan: Plan) -> list:
     return seconds
 
 
-def three_digits(x: float) -> str:
-    if x >= 100:
-        return f"{x:.0f}"
-    if x >= 10:
-        return f"{x:.1f}"
-    return f"{x:.2f}"
-
-
-def fmt_time_ns(ns: float) -> str:
-    for scale, unit in ((1e9, "s"), (1e6, "ms"), (1e3, "us")):
-        if ns >= scale:
-            return f"{three_digits(ns / scale)} {unit}"
-    return f"{ns:.0f} ns"
-
-
-def fmt_seconds(seconds: float) -> str:
-    return fmt_time_ns(seconds * 1e9)
-
-
-def fmt_ratio(ratio: float) -> str:
-    if ratio >= 100:
-        return f"{ratio:,.0f}x"
-    if ratio >= 10:
-        return f"{ratio:.1f}x"
-    return f"{ratio:.2f}x"
-
-
 def fmt_rate(rows_per_s: float) -> str:
     return f"{rows_per_s / 1e3:,.0f}k rows/s"
 
 
 def verdict(ok: bool) -> str:
+    # This script's targets do not set the exit status (only errors do): a missed one is
+    # reported as a miss, not as a failure.
     return "PASS" if ok else "MISS"
-
-
-def spread(values: list, fmt: Callable[[float], str]) -> str:
-    median, low, high = statistics.median(values), min(values), max(values)
-    return f"median {fmt(median)}, range {fmt(low)} .. {fmt(high)}"
 
 
 @dataclass
@@ -315,14 +262,7 @@ class Results:
 
 def measure(plan: Plan, root: str, errors: dict) -> Results:
     res = Results()
-
-    def attempt(label: str, step: Callable[[], None]) -> None:
-        print(f"  {label} ...", file=sys.stderr, flush=True)
-        try:
-            step()
-        # ValueError: a child printed something other than the figure it was asked for.
-        except (BenchError, ValueError) as e:
-            errors[label] = str(e)
+    attempt = attempter(errors)
 
     def ff_calls() -> None:
         out = run_worker(root, "fastflow-calls", trials=plan.ff_trials, calls=plan.ff_calls)
@@ -359,10 +299,6 @@ def measure(plan: Plan, root: str, errors: dict) -> Results:
     attempt("import fastflow", ff_import)
     attempt("import mlflow", mlflow_import)
     return res
-
-
-ERR = "error"
-NONE = "-"
 
 
 def build_rows(plan: Plan, res: Results, mlflow_name: str) -> list:
@@ -444,33 +380,6 @@ def build_rows(plan: Plan, res: Results, mlflow_name: str) -> list:
     return rows
 
 
-HEADER = ("Measurement", "fastflow", "Baseline", "Ratio", "Target", "Result")
-
-
-def text_table(rows: list) -> str:
-    widths = [max(len(str(r[i])) for r in [HEADER, *rows]) for i in range(len(HEADER))]
-
-    def line(cells) -> str:
-        first = str(cells[0]).ljust(widths[0])
-        rest = [str(c).rjust(w) for c, w in zip(cells[1:], widths[1:])]
-        return "  ".join([first, *rest]).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(HEADER), rule, *(line(r) for r in rows)])
-
-
-def markdown_table(rows: list) -> str:
-    def line(cells) -> str:
-        # Markdown drops leading spaces; non-breaking ones keep sub-rows indented.
-        first = str(cells[0])
-        if first.startswith("  "):
-            first = "&nbsp;&nbsp;" + first.strip()
-        return "| " + " | ".join([first, *map(str, cells[1:])]) + " |"
-
-    align = "|" + "|".join([":---", *["---:"] * (len(HEADER) - 1)]) + "|"
-    return "\n".join([line(HEADER), align, *(line(r) for r in rows)])
-
-
 def details(plan: Plan, res: Results, mlflow_name: str) -> list:
     n = plan.durable_metrics
     trials = plan.durable_trials
@@ -499,55 +408,29 @@ def details(plan: Plan, res: Results, mlflow_name: str) -> list:
     return [f"{label}: {spread(values, fmt)}" for label, values, fmt in parts if values]
 
 
-def version_of(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def main(argv: Optional[list] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
-    parser.add_argument("--worker", nargs=3, metavar=("NAME", "DIR", "PARAMS"), help="internal")
-    args = parser.parse_args(argv)
-
+    args = parse_args(__doc__, argv)
     if args.worker:
-        name, workdir, params = args.worker
-        print(json.dumps(WORKERS[name](workdir, **json.loads(params))))
-        return 0
+        return serve_worker(args.worker, WORKERS)
 
     plan = QUICK if args.quick else FULL
     mode = "quick" if args.quick else "full"
-    print(f"bench_core ({mode} run); progress on stderr", file=sys.stderr)
     errors: dict = {}
-    with tempfile.TemporaryDirectory(prefix="bench_core-") as root:
-        res = measure(plan, root, errors)
+    res = measure_in_tempdir("bench_core", mode, lambda root: measure(plan, root, errors))
 
-    mlflow_name = f"MLflow {res.mlflow_version or version_of('mlflow')}"
-    rows = build_rows(plan, res, mlflow_name)
-    print(
-        f"fastflow {version_of('fastflow')} vs {mlflow_name} | Python {platform.python_version()}"
-        f" | Python sqlite3 lib {sqlite3.sqlite_version} | {platform.machine()}, "
-        f"{os.cpu_count()} CPUs | {mode} run"
+    baseline = mlflow_name(res.mlflow_version)
+    return report(
+        header_line(baseline, [], mode),
+        table_head("Baseline"),
+        build_rows(plan, res, baseline),
+        legend=[
+            "Ratio = baseline time / fastflow time (durable: fastflow rows/s / raw rows/s);",
+            "above 1 means fastflow is faster. All figures are medians over repeated trials:",
+        ],
+        details=details(plan, res, baseline),
+        targets=None,
+        errors=errors,
     )
-    print()
-    print(text_table(rows))
-    print()
-    print("Ratio = baseline time / fastflow time (durable: fastflow rows/s / raw rows/s);")
-    print("above 1 means fastflow is faster. All figures are medians over repeated trials:")
-    for line in details(plan, res, mlflow_name):
-        print(f"  - {line}")
-    print()
-    print("Markdown:")
-    print()
-    print(markdown_table(rows))
-    if errors:
-        print()
-        for label, message in errors.items():
-            print(f"ERROR in {label}: {message}")
-        return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -31,15 +31,10 @@ target was not met.
 
 from __future__ import annotations
 
-import argparse
-import importlib.metadata
 import json
 import os
-import platform
 import shutil
-import signal
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,6 +42,40 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
+
+# The scripts' shared helpers live beside them; this finds them whatever the working directory.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _bench import (  # noqa: E402
+    ERR,
+    NONE,
+    BenchError,
+    attempter,
+    cell,
+    child_env,
+    fmt_rate,
+    fmt_ratio,
+    fmt_seconds,
+    fmt_time_ns,
+    header_line,
+    kill_group,
+    measure_in_tempdir,
+    median,
+    mlflow_name,
+    parse_args,
+    plural,
+    quotient,
+    report,
+    run_json,
+    serve_worker,
+    spread,
+    sqlite_uri,
+    table_head,
+    tail,
+    tracking_module,
+    verdict,
+    version_of,
+    worker_cmd,
+)
 
 MAX_WORKER_CALL_NS = 2_000
 MIN_SCALING = 0.60
@@ -58,6 +87,9 @@ FUNNEL_ENV = "FASTFLOW_RAY_FUNNEL"
 FUNNEL_MODES = ("always", "never")
 
 WORKER_TIMEOUT_S = 900
+# Besides MLFLOW_*, a caller's FASTFLOW_RAY_* settings (funnel mode, a driver context) would
+# change what is measured.
+CHILD_ENV_DROPS = ("MLFLOW_", "FASTFLOW_RAY_")
 
 
 @dataclass(frozen=True)
@@ -120,14 +152,6 @@ QUICK = Plan(
 )
 
 
-class BenchError(Exception):
-    pass
-
-
-def sqlite_uri(path: str) -> str:
-    return "sqlite:///" + os.path.abspath(path)
-
-
 def points_per_run(path: str) -> dict:
     conn = sqlite3.connect(path)
     try:
@@ -135,16 +159,6 @@ def points_per_run(path: str) -> dict:
         return dict(conn.execute(query).fetchall())
     finally:
         conn.close()
-
-
-def tracking_module(tool: str):
-    if tool == "fastflow":
-        import fastflow
-
-        return fastflow
-    import mlflow
-
-    return mlflow
 
 
 # ---- workers: each runs alone in a child process and returns a JSON-able dict ---------------
@@ -341,56 +355,9 @@ WORKERS: dict[str, Callable[..., dict]] = {
 # ---- the parent: runs workers, collects medians, prints the table ---------------------------
 
 
-def child_env() -> dict:
-    # A caller's MLFLOW_* settings (tracking URI, experiment, async logging by default) or
-    # FASTFLOW_RAY_* settings (funnel mode, a driver context) would change what is measured.
-    return {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "FASTFLOW_RAY_"))}
-
-
-def tail(text: str, lines: int = 15) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
-def worker_cmd(name: str, workdir: str, **params) -> list:
-    script = os.path.abspath(__file__)
-    return [sys.executable, script, "--worker", name, workdir, json.dumps(params)]
-
-
-def last_json(stdout: str) -> dict:
-    for line in reversed(stdout.strip().splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    raise BenchError(f"no result in the child's output\n{tail(stdout)}")
-
-
-def kill_group(proc: subprocess.Popen) -> None:
-    # Each child leads its own process group, so this reaches what it started (Ray's
-    # raylet and workers) and nothing else.
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def run_child(cmd: list, cwd: str, timeout: float = WORKER_TIMEOUT_S) -> dict:
-    proc = subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        env=child_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_group(proc)
-        _, stderr = proc.communicate()
-        raise BenchError(f"timed out after {timeout:.0f} s\n{tail(stderr or '')}") from None
-    if proc.returncode != 0:
-        raise BenchError(f"exited with status {proc.returncode}\n{tail(stderr)}")
-    return last_json(stdout)
+def run_child(cmd: list, cwd: str) -> dict:
+    # In a group of its own, so that a timeout also ends the Ray processes the child started.
+    return run_json(cmd, cwd, WORKER_TIMEOUT_S, env=child_env(CHILD_ENV_DROPS), own_group=True)
 
 
 @dataclass
@@ -422,8 +389,8 @@ def process_trial(root: str, tool: str, processes: int, points: int, out: Spread
     workdir = tempfile.mkdtemp(prefix=f"{tool}-{processes}p-", dir=root)
     path = os.path.join(workdir, f"{tool}.db")
     uri = sqlite_uri(path)
-    run_child(worker_cmd("store", workdir, tool=tool, uri=uri), cwd=workdir)
-    cmd = worker_cmd("log", workdir, tool=tool, uri=uri, points=points)
+    run_child(worker_cmd(__file__, "store", workdir, tool=tool, uri=uri), cwd=workdir)
+    cmd = worker_cmd(__file__, "log", workdir, tool=tool, uri=uri, points=points)
     procs, errfiles = [], []
     timed_out = threading.Event()
 
@@ -442,7 +409,7 @@ def process_trial(root: str, tool: str, processes: int, points: int, out: Spread
                     subprocess.Popen(
                         cmd,
                         cwd=workdir,
-                        env=child_env(),
+                        env=child_env(CHILD_ENV_DROPS),
                         stdin=subprocess.PIPE,
                         stdout=subprocess.PIPE,
                         stderr=err,
@@ -499,6 +466,7 @@ def process_trial(root: str, tool: str, processes: int, points: int, out: Spread
 def tune_sweep(root: str, tool: str, plan: Plan, out: Spread) -> None:
     workdir = tempfile.mkdtemp(prefix=f"{tool}-tune-", dir=root)
     cmd = worker_cmd(
+        __file__,
         "tune",
         workdir,
         tool=tool,
@@ -520,7 +488,9 @@ def tune_sweep(root: str, tool: str, plan: Plan, out: Spread) -> None:
 
 def ray_tasks_trial(root: str, mode: str, plan: Plan, out: Spread) -> None:
     workdir = tempfile.mkdtemp(prefix=f"ray-tasks-{mode}-", dir=root)
-    cmd = worker_cmd("ray_tasks", workdir, mode=mode, tasks=plan.ray_tasks, points=plan.ray_points)
+    cmd = worker_cmd(
+        __file__, "ray_tasks", workdir, mode=mode, tasks=plan.ray_tasks, points=plan.ray_points
+    )
     result = run_child(cmd, cwd=workdir)
     short = {run: n for run, n in result["found"].items() if n != plan.ray_points}
     if short or len(result["found"]) != plan.ray_tasks or result["points"] != plan.ray_total:
@@ -547,14 +517,7 @@ class Results:
 
 def measure(plan: Plan, root: str, errors: dict) -> Results:
     res = Results()
-
-    def attempt(label: str, step: Callable[[], None]) -> None:
-        print(f"  {label} ...", file=sys.stderr, flush=True)
-        try:
-            step()
-        # ValueError: a child printed something other than the result it was asked for.
-        except (BenchError, ValueError) as e:
-            errors[label] = str(e)
+    attempt = attempter(errors)
 
     for tool in TOOLS:
         points, trials = plan.points(tool), plan.trials(tool)
@@ -594,64 +557,6 @@ def measure(plan: Plan, root: str, errors: dict) -> Results:
     )
     attempt(label, ray_tasks)
     return res
-
-
-def three_digits(x: float) -> str:
-    if x >= 100:
-        return f"{x:.0f}"
-    if x >= 10:
-        return f"{x:.1f}"
-    return f"{x:.2f}"
-
-
-def fmt_time_ns(ns: float) -> str:
-    for scale, unit in ((1e9, "s"), (1e6, "ms"), (1e3, "us")):
-        if ns >= scale:
-            return f"{three_digits(ns / scale)} {unit}"
-    return f"{ns:.0f} ns"
-
-
-def fmt_seconds(seconds: float) -> str:
-    return fmt_time_ns(seconds * 1e9)
-
-
-def fmt_ratio(ratio: float) -> str:
-    if ratio >= 100:
-        return f"{ratio:,.0f}x"
-    if ratio >= 10:
-        return f"{ratio:.1f}x"
-    return f"{ratio:.2f}x"
-
-
-def fmt_rate(points_per_s: float) -> str:
-    if points_per_s >= 10_000:
-        return f"{points_per_s / 1e3:,.0f}k pts/s"
-    return f"{points_per_s:,.0f} pts/s"
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
-def median(values: Optional[list]) -> Optional[float]:
-    return statistics.median(values) if values else None
-
-
-def spread(values: list, fmt: Callable[[float], str]) -> str:
-    low, high = min(values), max(values)
-    return f"median {fmt(statistics.median(values))}, range {fmt(low)} .. {fmt(high)}"
-
-
-ERR = "error"
-NONE = "-"
-
-
-def cell(value: Optional[float], fmt: Callable[[float], str]) -> str:
-    return fmt(value) if value is not None else ERR
-
-
-def quotient(a: Optional[float], b: Optional[float]) -> Optional[float]:
-    return a / b if a is not None and b else None
 
 
 def build_rows(plan: Plan, res: Results) -> tuple:
@@ -803,47 +708,12 @@ def footnotes(plan: Plan) -> list:
     ]
 
 
-def markdown_note(note: list) -> str:
-    marker, text = " ".join(line.strip() for line in note).split(" ", 1)
-    return marker.replace("*", "\\*") + " " + text
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
 def mlflow_column() -> str:
-    return f"MLflow {version_of('mlflow')}"
+    return mlflow_name()
 
 
 def header() -> tuple:
-    return ("Measurement", "fastflow", mlflow_column(), "Ratio", "Target", "Result")
-
-
-def text_table(head: tuple, rows: list) -> str:
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
-
-    def line(cells) -> str:
-        first = str(cells[0]).ljust(widths[0])
-        rest = [str(c).rjust(w) for c, w in zip(cells[1:], widths[1:])]
-        return "  ".join([first, *rest]).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(head), rule, *(line(r) for r in rows)])
-
-
-def markdown_table(head: tuple, rows: list) -> str:
-    def line(cells) -> str:
-        # Markdown drops leading spaces; non-breaking ones keep sub-rows indented.
-        first = str(cells[0])
-        if first.startswith("  "):
-            first = "&nbsp;&nbsp;" + first.strip()
-        # A bare asterisk would open emphasis.
-        first = first.replace("*", "\\*")
-        return "| " + " | ".join([first, *map(str, cells[1:])]) + " |"
-
-    align = "|" + "|".join([":---", *["---:"] * (len(head) - 1)]) + "|"
-    return "\n".join([line(head), align, *(line(r) for r in rows)])
+    return table_head(mlflow_column())
 
 
 def details(plan: Plan, res: Results) -> list:
@@ -886,68 +756,32 @@ def details(plan: Plan, res: Results) -> list:
     return lines
 
 
-def version_of(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def main(argv: Optional[list] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
-    parser.add_argument("--worker", nargs=3, metavar=("NAME", "DIR", "PARAMS"), help="internal")
-    args = parser.parse_args(argv)
-
+    args = parse_args(__doc__, argv)
     if args.worker:
-        name, workdir, params = args.worker
-        # Flushed at once: the parent stops its clock when this line arrives.
-        print(json.dumps(WORKERS[name](workdir, **json.loads(params))), flush=True)
-        return 0
+        return serve_worker(args.worker, WORKERS)
 
     plan = QUICK if args.quick else FULL
     mode = "quick" if args.quick else "full"
-    print(f"bench_ray ({mode} run); progress on stderr", file=sys.stderr)
     errors: dict = {}
-    with tempfile.TemporaryDirectory(prefix="bench_ray-") as root:
-        res = measure(plan, root, errors)
+    res = measure_in_tempdir("bench_ray", mode, lambda root: measure(plan, root, errors))
 
-    mlflow_name = mlflow_column()
     rows, targets = build_rows(plan, res)
-    head = header()
-    print(
-        f"fastflow {version_of('fastflow')} vs {mlflow_name} | Ray {version_of('ray')} | "
-        f"Python {platform.python_version()} | Python sqlite3 lib {sqlite3.sqlite_version} | "
-        f"{platform.machine()}, {os.cpu_count()} CPUs | {mode} run"
+    return report(
+        header_line(mlflow_column(), [f"Ray {version_of('ray')}"], mode),
+        header(),
+        rows,
+        notes=footnotes(plan),
+        spaced_notes=True,
+        legend=[
+            "Ratio = MLflow time / fastflow time, or fastflow points/s / MLflow points/s; above 1",
+            "means fastflow (or the funnel) is faster. All figures are medians over repeated "
+            "trials:",
+        ],
+        details=details(plan, res),
+        targets=targets,
+        errors=errors,
     )
-    print()
-    print(text_table(head, rows))
-    print()
-    for note in footnotes(plan):
-        print("\n".join(note))
-    print("Ratio = MLflow time / fastflow time, or fastflow points/s / MLflow points/s; above 1")
-    print("means fastflow (or the funnel) is faster. All figures are medians over repeated trials:")
-    for line in details(plan, res):
-        print(f"  - {line}")
-    print()
-    print("Targets: " + ", ".join(f"{name} {result}" for name, result in targets))
-    print()
-    print("Markdown:")
-    print()
-    print(markdown_table(head, rows))
-    print()
-    for note in footnotes(plan):
-        print(markdown_note(note))
-        print()
-    failed = [name for name, result in targets if result != "PASS"]
-    if errors:
-        print()
-        for label, message in errors.items():
-            print(f"ERROR in {label}: {message}")
-    if failed:
-        print()
-        print(f"FAILED targets: {', '.join(failed)}")
-    return 1 if errors or failed else 0
 
 
 if __name__ == "__main__":

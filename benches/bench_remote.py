@@ -29,17 +29,13 @@ a target was not met.
 
 from __future__ import annotations
 
-import argparse
-import importlib.metadata
 import json
 import os
-import platform
 import re
 import shutil
 import signal
 import socket
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,6 +44,37 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Callable, Optional
+
+# The scripts' shared helpers live beside them; this finds them whatever the working directory.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _bench import (  # noqa: E402
+    ERR,
+    NONE,
+    BenchError,
+    attempter,
+    cell,
+    child_env,
+    fmt_rate,
+    fmt_ratio,
+    fmt_time_ns,
+    header_line,
+    kill_group,
+    measure_in_tempdir,
+    median,
+    mlflow_name,
+    parse_args,
+    plural,
+    quotient,
+    report,
+    run_json,
+    serve_worker,
+    spread,
+    table_head,
+    tail,
+    three_digits,
+    verdict,
+    worker_cmd,
+)
 
 MAX_CALL_NS = 2_000
 MAX_DURABLE_FACTOR = 1.5
@@ -112,10 +139,6 @@ QUICK = Plan(
     sync_calls=50,
     sync_trials=1,
 )
-
-
-class BenchError(Exception):
-    pass
 
 
 def count_points(db: str, run_id: str) -> dict:
@@ -236,29 +259,10 @@ WORKERS: dict[str, Callable[..., dict]] = {
 # ---- the server: one mlflow server for the whole run ----------------------------------------
 
 
-def child_env() -> dict:
-    # A caller's MLFLOW_* settings (tracking URI, experiment, async logging by default,
-    # credentials, retries) would change what is measured.
-    return {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-
-
-def tail(text: str, lines: int = 15) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def kill_group(proc: subprocess.Popen, sig: int) -> None:
-    # Each child leads its own process group, so this reaches what it started (the server's
-    # uvicorn and job-runner processes) and nothing else.
-    try:
-        os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 @dataclass
@@ -436,34 +440,6 @@ class Server:
 # ---- the parent: runs workers, collects medians, prints the table ---------------------------
 
 
-def last_json(stdout: str) -> dict:
-    for line in reversed(stdout.strip().splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    raise BenchError(f"no result in the child's output\n{tail(stdout)}")
-
-
-def run_child(cmd: list, cwd: str, timeout: float = WORKER_TIMEOUT_S) -> dict:
-    proc = subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        env=child_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_group(proc, signal.SIGKILL)
-        _, stderr = proc.communicate()
-        raise BenchError(f"timed out after {timeout:.0f} s\n{tail(stderr or '')}") from None
-    if proc.returncode != 0:
-        raise BenchError(f"exited with status {proc.returncode}\n{tail(stderr)}")
-    return last_json(stdout)
-
-
 def worker_call(tool: str, plan: Plan, server: Server) -> tuple:
     points = plan.logged(tool)
     params = {"uri": server.uri, "db": server.db, "points": points}
@@ -486,11 +462,12 @@ def trial(root: str, tool: str, plan: Plan, server: Server, out: Spread) -> Opti
     """One trial of ``tool`` in a fresh child process; returns MLflow's version if it ran."""
     name, params = worker_call(tool, plan, server)
     workdir = tempfile.mkdtemp(prefix=f"{tool}-", dir=root)
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, workdir]
-    cmd.append(json.dumps(params))
+    cmd = worker_cmd(__file__, name, workdir, **params)
     before = server.requests()
     try:
-        result = run_child(cmd, cwd=workdir)
+        # In a process group of its own, like the server, so that a timeout ends what it
+        # started as well.
+        result = run_json(cmd, workdir, WORKER_TIMEOUT_S, own_group=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     sent = server.requests() - before
@@ -530,16 +507,8 @@ class Results:
 
 def measure(plan: Plan, root: str, errors: dict) -> Results:
     res = Results()
-
-    def attempt(label: str, step: Callable[[], None]) -> bool:
-        print(f"  {label} ...", file=sys.stderr, flush=True)
-        try:
-            step()
-            return True
-        # ValueError: a child printed something other than the result it was asked for.
-        except (BenchError, ValueError, sqlite3.Error, OSError) as e:
-            errors[label] = str(e)
-            return False
+    # The parent itself reads the server's database and log, and talks to it over HTTP.
+    attempt = attempter(errors, catch=(BenchError, ValueError, sqlite3.Error, OSError))
 
     server = Server(root)
     try:
@@ -596,72 +565,14 @@ def describe(tool: str) -> str:
     }[tool]
 
 
-def three_digits(x: float) -> str:
-    if x >= 100:
-        return f"{x:.0f}"
-    if x >= 10:
-        return f"{x:.1f}"
-    return f"{x:.2f}"
-
-
-def fmt_time_ns(ns: float) -> str:
-    for scale, unit in ((1e9, "s"), (1e6, "ms"), (1e3, "us")):
-        if ns >= scale:
-            return f"{three_digits(ns / scale)} {unit}"
-    return f"{ns:.0f} ns"
-
-
 def fmt_seconds(seconds: float) -> str:
     if seconds >= 600:
         return f"{three_digits(seconds / 60)} min"
     return fmt_time_ns(seconds * 1e9)
 
 
-def fmt_ratio(ratio: float) -> str:
-    if ratio >= 100:
-        return f"{ratio:,.0f}x"
-    if ratio >= 10:
-        return f"{ratio:.1f}x"
-    return f"{ratio:.2f}x"
-
-
 def fmt_count(n: float) -> str:
     return f"{n:,.0f}"
-
-
-def fmt_rate(points_per_s: float) -> str:
-    if points_per_s >= 10_000:
-        return f"{points_per_s / 1e3:,.0f}k pts/s"
-    return f"{points_per_s:,.0f} pts/s"
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
-def median(values: Optional[list]) -> Optional[float]:
-    return statistics.median(values) if values else None
-
-
-def spread(values: list, fmt: Callable[[float], str]) -> str:
-    low, high = min(values), max(values)
-    return f"median {fmt(statistics.median(values))}, range {fmt(low)} .. {fmt(high)}"
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-ERR = "error"
-NONE = "-"
-
-
-def cell(value: Optional[float], fmt: Callable[[float], str]) -> str:
-    return fmt(value) if value is not None else ERR
-
-
-def quotient(a: Optional[float], b: Optional[float]) -> Optional[float]:
-    return a / b if a is not None and b else None
 
 
 def durable_seconds(plan: Plan, tool: str, got: Optional[Spread]) -> Optional[list]:
@@ -814,43 +725,8 @@ def footnotes(plan: Plan) -> list:
     ]
 
 
-def markdown_note(note: list) -> str:
-    marker, text = " ".join(line.strip() for line in note).split(" ", 1)
-    return marker.replace("*", "\\*") + " " + text
-
-
 def mlflow_column(res: Results) -> str:
-    return f"MLflow {res.mlflow_version or version_of('mlflow')}"
-
-
-def header(res: Results) -> tuple:
-    return ("Measurement", "fastflow", mlflow_column(res), "Ratio", "Target", "Result")
-
-
-def text_table(head: tuple, rows: list) -> str:
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
-
-    def line(cells) -> str:
-        first = str(cells[0]).ljust(widths[0])
-        rest = [str(c).rjust(w) for c, w in zip(cells[1:], widths[1:])]
-        return "  ".join([first, *rest]).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(head), rule, *(line(r) for r in rows)])
-
-
-def markdown_table(head: tuple, rows: list) -> str:
-    def line(cells) -> str:
-        # Markdown drops leading spaces; non-breaking ones keep sub-rows indented.
-        first = str(cells[0])
-        if first.startswith("  "):
-            first = "&nbsp;&nbsp;" + first.strip()
-        # A bare asterisk would open emphasis.
-        first = first.replace("*", "\\*")
-        return "| " + " | ".join([first, *map(str, cells[1:])]) + " |"
-
-    align = "|" + "|".join([":---", *["---:"] * (len(head) - 1)]) + "|"
-    return "\n".join([line(head), align, *(line(r) for r in rows)])
+    return mlflow_name(res.mlflow_version)
 
 
 def requests_line(got: Spread, points: int) -> str:
@@ -903,74 +779,35 @@ def details(plan: Plan, res: Results) -> list:
     return lines
 
 
-def version_of(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def main(argv: Optional[list] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
-    parser.add_argument("--worker", nargs=3, metavar=("NAME", "DIR", "PARAMS"), help="internal")
-    args = parser.parse_args(argv)
-
+    args = parse_args(__doc__, argv)
     if args.worker:
-        name, workdir, params = args.worker
-        print(json.dumps(WORKERS[name](workdir, **json.loads(params))), flush=True)
-        return 0
+        return serve_worker(args.worker, WORKERS)
 
     plan = QUICK if args.quick else FULL
     mode = "quick" if args.quick else "full"
-    print(f"bench_remote ({mode} run); progress on stderr", file=sys.stderr)
     errors: dict = {}
-    with tempfile.TemporaryDirectory(prefix="bench_remote-") as root:
-        res = measure(plan, root, errors)
+    res = measure_in_tempdir("bench_remote", mode, lambda root: measure(plan, root, errors))
 
     rows, targets = build_rows(plan, res)
-    head = header(res)
-    print(
-        f"fastflow {version_of('fastflow')} vs {mlflow_column(res)} | mlflow server on "
-        f"127.0.0.1, SQLite store, 1 worker | Python {platform.python_version()} | Python "
-        f"sqlite3 lib {sqlite3.sqlite_version} | {platform.machine()}, {os.cpu_count()} CPUs | "
-        f"{mode} run"
+    server = "mlflow server on 127.0.0.1, SQLite store, 1 worker"
+    return report(
+        header_line(mlflow_column(res), [server], mode),
+        table_head(mlflow_column(res)),
+        rows,
+        notes=footnotes(plan),
+        legend=[
+            "Ratio = MLflow time / fastflow time, or fastflow points/s / MLflow points/s; above 1",
+            "means fastflow is faster. Durable target: fastflow's time at most "
+            f"{MAX_DURABLE_FACTOR}x the best",
+            f"MLflow path's for the same {plan.points:,} points. All figures are medians over "
+            "repeated trials,",
+            "each in a fresh process, all against one server:",
+        ],
+        details=details(plan, res),
+        targets=targets,
+        errors=errors,
     )
-    print()
-    print(text_table(head, rows))
-    print()
-    for note in footnotes(plan):
-        print("\n".join(note))
-    print("Ratio = MLflow time / fastflow time, or fastflow points/s / MLflow points/s; above 1")
-    print(
-        f"means fastflow is faster. Durable target: fastflow's time at most {MAX_DURABLE_FACTOR}x "
-        "the best"
-    )
-    print(
-        f"MLflow path's for the same {plan.points:,} points. All figures are medians over "
-        "repeated trials,"
-    )
-    print("each in a fresh process, all against one server:")
-    for line in details(plan, res):
-        print(f"  - {line}")
-    print()
-    print("Targets: " + ", ".join(f"{name} {result}" for name, result in targets))
-    print()
-    print("Markdown:")
-    print()
-    print(markdown_table(head, rows))
-    print()
-    for note in footnotes(plan):
-        print(markdown_note(note))
-    failed = [name for name, result in targets if result != "PASS"]
-    if errors:
-        print()
-        for label, message in errors.items():
-            print(f"ERROR in {label}: {message}")
-    if failed:
-        print()
-        print(f"FAILED targets: {', '.join(failed)}")
-    return 1 if errors or failed else 0
 
 
 if __name__ == "__main__":

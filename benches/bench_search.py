@@ -22,21 +22,41 @@ was not met.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import importlib.metadata
-import json
 import os
-import platform
-import shutil
 import sqlite3
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
+
+# The scripts' shared helpers live beside them; this finds them whatever the working directory.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _bench import (  # noqa: E402
+    ERR,
+    BenchError,
+    attempter,
+    cell,
+    fmt_ratio,
+    fmt_seconds,
+    fmt_time_ns,
+    header_line,
+    measure_in_tempdir,
+    median,
+    mlflow_name,
+    parse_args,
+    plural,
+    quotient,
+    report,
+    serve_worker,
+    spread,
+    sqlite_uri,
+    table_head,
+    tracking_module,
+    verdict,
+    version_of,
+)
+from _bench import run_worker as run_script_worker  # noqa: E402
 
 MIN_RATIO = 10.0
 
@@ -94,14 +114,6 @@ QUICK = Plan(
 )
 
 
-class BenchError(Exception):
-    pass
-
-
-def sqlite_uri(path: str) -> str:
-    return "sqlite:///" + os.path.abspath(path)
-
-
 # Values are a function of the run's index, so that the parent knows how many runs the filter
 # selects without reading the store, and the metrics spread over [0, 1) with ties to order.
 def metric_value(run: int, k: int) -> float:
@@ -122,16 +134,6 @@ def count_rows(path: str, table: str) -> int:
         return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
     finally:
         conn.close()
-
-
-def tracking_module(tool: str):
-    if tool == "fastflow":
-        import fastflow
-
-        return fastflow
-    import mlflow
-
-    return mlflow
 
 
 def tracking_client(tool: str, uri: str):
@@ -298,45 +300,9 @@ WORKERS: dict[str, Callable[..., dict]] = {
 # ---- the parent: runs workers, collects medians, prints the table ---------------------------
 
 
-def child_env() -> dict:
-    # A caller's MLFLOW_* settings (tracking URI, experiment) would change what is measured.
-    return {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-
-
-def tail(text: str, lines: int = 15) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
-def last_json(stdout: str) -> dict:
-    for line in reversed(stdout.strip().splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    raise BenchError(f"no result in the child's output\n{tail(stdout)}")
-
-
-def run_child(cmd: list, cwd: str, timeout: float = WORKER_TIMEOUT_S) -> dict:
-    try:
-        proc = subprocess.run(
-            cmd, cwd=cwd, env=child_env(), capture_output=True, text=True, timeout=timeout
-        )
-    except subprocess.TimeoutExpired as e:
-        stderr = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr
-        raise BenchError(f"timed out after {timeout:.0f} s\n{tail(stderr or '')}") from None
-    if proc.returncode != 0:
-        raise BenchError(f"exited with status {proc.returncode}\n{tail(proc.stderr)}")
-    return last_json(proc.stdout)
-
-
 def run_worker(root: str, name: str, **params) -> dict:
-    # cwd is the worker's own directory so that default stores and artifact roots land there;
-    # the stores it reads are in the root, shared by every worker.
-    workdir = tempfile.mkdtemp(prefix=name + "-", dir=root)
-    try:
-        cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, workdir]
-        cmd.append(json.dumps(params))
-        return run_child(cmd, cwd=workdir)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    # The stores a worker reads are in the root, shared by every worker.
+    return run_script_worker(__file__, root, name, WORKER_TIMEOUT_S, **params)
 
 
 @dataclass
@@ -405,16 +371,7 @@ def compare_search(case: str, by_tool: dict) -> None:
 
 def measure(plan: Plan, root: str, errors: dict) -> Results:
     res = Results()
-
-    def attempt(label: str, step: Callable[[], None]) -> bool:
-        print(f"  {label} ...", file=sys.stderr, flush=True)
-        try:
-            step()
-            return True
-        # ValueError: a child printed something other than the result it was asked for.
-        except (BenchError, ValueError) as e:
-            errors[label] = str(e)
-            return False
+    attempt = attempter(errors)
 
     def build() -> None:
         res.stores = build_stores(plan, root)
@@ -483,62 +440,6 @@ def measure(plan: Plan, root: str, errors: dict) -> Results:
     return res
 
 
-def three_digits(x: float) -> str:
-    if x >= 100:
-        return f"{x:.0f}"
-    if x >= 10:
-        return f"{x:.1f}"
-    return f"{x:.2f}"
-
-
-def fmt_time_ns(ns: float) -> str:
-    for scale, unit in ((1e9, "s"), (1e6, "ms"), (1e3, "us")):
-        if ns >= scale:
-            return f"{three_digits(ns / scale)} {unit}"
-    return f"{ns:.0f} ns"
-
-
-def fmt_seconds(seconds: float) -> str:
-    return fmt_time_ns(seconds * 1e9)
-
-
-def fmt_ratio(ratio: float) -> str:
-    if ratio >= 100:
-        return f"{ratio:,.0f}x"
-    if ratio >= 10:
-        return f"{ratio:.1f}x"
-    return f"{ratio:.2f}x"
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
-def median(values: Optional[list]) -> Optional[float]:
-    return statistics.median(values) if values else None
-
-
-def spread(values: list, fmt: Callable[[float], str]) -> str:
-    low, high = min(values), max(values)
-    return f"median {fmt(statistics.median(values))}, range {fmt(low)} .. {fmt(high)}"
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-ERR = "error"
-NONE = "-"
-
-
-def cell(value: Optional[float], fmt: Callable[[float], str]) -> str:
-    return fmt(value) if value is not None else ERR
-
-
-def quotient(a: Optional[float], b: Optional[float]) -> Optional[float]:
-    return a / b if a is not None and b else None
-
-
 def case_label(plan: Plan, case: str) -> str:
     if case == "all":
         return (
@@ -583,46 +484,8 @@ def build_rows(plan: Plan, res: Results) -> tuple:
 
 
 def footnotes() -> list:
-    return [f'* filter_string="{FILTER}", order_by={ORDER_BY}']
-
-
-def markdown_note(note: str) -> str:
-    marker, text = note.split(" ", 1)
-    return marker.replace("*", "\\*") + " " + text
-
-
-def mlflow_column(res: Results) -> str:
-    return f"MLflow {res.mlflow_version or version_of('mlflow')}"
-
-
-def header(res: Results) -> tuple:
-    return ("Measurement", "fastflow", mlflow_column(res), "Ratio", "Target", "Result")
-
-
-def text_table(head: tuple, rows: list) -> str:
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
-
-    def line(cells) -> str:
-        first = str(cells[0]).ljust(widths[0])
-        rest = [str(c).rjust(w) for c, w in zip(cells[1:], widths[1:])]
-        return "  ".join([first, *rest]).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(head), rule, *(line(r) for r in rows)])
-
-
-def markdown_table(head: tuple, rows: list) -> str:
-    def line(cells) -> str:
-        # Markdown drops leading spaces; non-breaking ones keep sub-rows indented.
-        first = str(cells[0])
-        if first.startswith("  "):
-            first = "&nbsp;&nbsp;" + first.strip()
-        # A bare asterisk would open emphasis.
-        first = first.replace("*", "\\*")
-        return "| " + " | ".join([first, *map(str, cells[1:])]) + " |"
-
-    align = "|" + "|".join([":---", *["---:"] * (len(head) - 1)]) + "|"
-    return "\n".join([line(head), align, *(line(r) for r in rows)])
+    """Notes, each a list of lines that starts with the asterisks marking its rows."""
+    return [[f'* filter_string="{FILTER}", order_by={ORDER_BY}']]
 
 
 def details(plan: Plan, res: Results) -> list:
@@ -665,66 +528,33 @@ def details(plan: Plan, res: Results) -> list:
     return lines
 
 
-def version_of(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def main(argv: Optional[list] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
-    parser.add_argument("--worker", nargs=3, metavar=("NAME", "DIR", "PARAMS"), help="internal")
-    args = parser.parse_args(argv)
-
+    args = parse_args(__doc__, argv)
     if args.worker:
-        name, workdir, params = args.worker
-        print(json.dumps(WORKERS[name](workdir, **json.loads(params))), flush=True)
-        return 0
+        return serve_worker(args.worker, WORKERS)
 
     plan = QUICK if args.quick else FULL
     mode = "quick" if args.quick else "full"
-    print(f"bench_search ({mode} run); progress on stderr", file=sys.stderr)
     errors: dict = {}
-    with tempfile.TemporaryDirectory(prefix="bench_search-") as root:
-        res = measure(plan, root, errors)
+    res = measure_in_tempdir("bench_search", mode, lambda root: measure(plan, root, errors))
 
     rows, targets = build_rows(plan, res)
-    head = header(res)
-    print(
-        f"fastflow {version_of('fastflow')} vs {mlflow_column(res)} | pandas "
-        f"{version_of('pandas')} | Python {platform.python_version()} | Python sqlite3 lib "
-        f"{sqlite3.sqlite_version} | {platform.machine()}, {os.cpu_count()} CPUs | {mode} run"
+    mlflow_column = mlflow_name(res.mlflow_version)
+    return report(
+        header_line(mlflow_column, [f"pandas {version_of('pandas')}"], mode),
+        table_head(mlflow_column),
+        rows,
+        notes=footnotes(),
+        legend=[
+            "Both tools read the same SQLite files, which fastflow wrote. Ratio = MLflow time /",
+            "fastflow time; above 1 means fastflow is faster. All figures are medians over "
+            "repeated",
+            "calls, each tool in its own fresh process:",
+        ],
+        details=details(plan, res),
+        targets=targets,
+        errors=errors,
     )
-    print()
-    print(text_table(head, rows))
-    print()
-    for note in footnotes():
-        print(note)
-    print("Both tools read the same SQLite files, which fastflow wrote. Ratio = MLflow time /")
-    print("fastflow time; above 1 means fastflow is faster. All figures are medians over repeated")
-    print("calls, each tool in its own fresh process:")
-    for line in details(plan, res):
-        print(f"  - {line}")
-    print()
-    print("Targets: " + ", ".join(f"{name} {result}" for name, result in targets))
-    print()
-    print("Markdown:")
-    print()
-    print(markdown_table(head, rows))
-    print()
-    for note in footnotes():
-        print(markdown_note(note))
-    failed = [name for name, result in targets if result != "PASS"]
-    if errors:
-        print()
-        for label, message in errors.items():
-            print(f"ERROR in {label}: {message}")
-    if failed:
-        print()
-        print(f"FAILED targets: {', '.join(failed)}")
-    return 1 if errors or failed else 0
 
 
 if __name__ == "__main__":
