@@ -66,21 +66,8 @@ class Tracker:
         order_by: list[str],
         offset: int,
         limit: Optional[int],
-    ) -> list[_RunRow]: ...
-    def search_runs_columns(
-        self,
-        experiment_ids: list[str],
-        filter: str,
-        view_type: int,
-        order_by: list[str],
-        offset: int,
-        limit: Optional[int],
-    ) -> tuple[
-        tuple[list[str], list[str], list[str], list[str], list[Optional[int]], list[Optional[int]]],
-        list[tuple[str, list[float]]],
-        list[tuple[str, list[Optional[str]]]],
-        list[tuple[str, list[Optional[str]]]],
-    ]: ...
+        as_columns: bool = False,
+    ) -> Any: ...
     def search_experiments(
         self, filter: str, view_type: int, order_by: list[str], offset: int, limit: int
     ) -> list[_ExperimentRow]: ...

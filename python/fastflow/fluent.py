@@ -512,20 +512,16 @@ def search_runs(
     elif isinstance(experiment_ids, (int, str)):
         experiment_ids = [experiment_ids]
     _search.check_max_results(max_results, threshold=None)
-    search = (
-        client._tracker.search_runs_columns
-        if output_format == "pandas"
-        else client._tracker.search_runs
-    )
     experiment_ids = [str(e) for e in experiment_ids]
     rows = (
-        search(
+        client._tracker.search_runs(
             experiment_ids,
             filter_string or "",
             int(run_view_type),
             list(order_by or []),
             0,
             max_results,
+            as_columns=output_format == "pandas",
         )
         if experiment_ids
         else None

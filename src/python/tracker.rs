@@ -658,8 +658,10 @@ impl Tracker {
         refused.map_or(Ok(()), |error| Err(to_pyerr(py, error)))
     }
 
-    /// One page of runs in MLflow's order; points still queued are written first.
-    #[pyo3(signature = (experiment_ids, filter, view_type, order_by, offset, limit))]
+    /// One page of runs in MLflow's order; points still queued are written first. With
+    /// `as_columns`, the shape a DataFrame is built from: run attributes, then (key, values)
+    /// per metric, param and tag, with None where a run lacks the key.
+    #[pyo3(signature = (experiment_ids, filter, view_type, order_by, offset, limit, as_columns=false))]
     #[allow(clippy::too_many_arguments)]
     fn search_runs(
         &self,
@@ -670,7 +672,8 @@ impl Tracker {
         order_by: Vec<String>,
         offset: i64,
         limit: Option<i64>,
-    ) -> PyResult<Vec<RunTuple>> {
+        as_columns: bool,
+    ) -> PyResult<Py<PyAny>> {
         let search = run_search(
             py,
             experiment_ids,
@@ -685,38 +688,12 @@ impl Tracker {
             s.write_pending()?;
             s.store.search_runs(&search)
         })?;
-        Ok(runs.into_iter().map(run_tuple).collect())
-    }
-
-    /// The same search as columns, the shape a DataFrame is built from: run attributes,
-    /// then (key, values) per metric, param and tag, with None where a run lacks the key.
-    #[pyo3(signature = (experiment_ids, filter, view_type, order_by, offset, limit))]
-    #[allow(clippy::too_many_arguments)]
-    fn search_runs_columns(
-        &self,
-        py: Python<'_>,
-        experiment_ids: Vec<String>,
-        filter: String,
-        view_type: i64,
-        order_by: Vec<String>,
-        offset: i64,
-        limit: Option<i64>,
-    ) -> PyResult<RunColumns> {
-        let search = run_search(
-            py,
-            experiment_ids,
-            filter,
-            view_type,
-            order_by,
-            offset,
-            limit,
-        )?;
-        let engine = self.engine(py)?;
-        let runs = run_job(py, &engine, move |s| {
-            s.write_pending()?;
-            s.store.search_runs(&search)
-        })?;
-        Ok(py.detach(|| columns(runs)))
+        if as_columns {
+            let columns = py.detach(|| columns(runs));
+            return Ok(columns.into_pyobject(py)?.into_any().unbind());
+        }
+        let rows: Vec<RunTuple> = runs.into_iter().map(run_tuple).collect();
+        Ok(rows.into_pyobject(py)?.into_any().unbind())
     }
 
     #[pyo3(signature = (filter, view_type, order_by, offset, limit))]
