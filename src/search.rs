@@ -479,6 +479,7 @@ pub fn search_experiment_ids(conn: &Connection, search: &ExperimentSearch) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::Backend;
     use crate::store::{MetricRow, Store};
 
     fn store_with_runs(dir: &std::path::Path) -> (Store, Vec<String>) {

@@ -12,6 +12,7 @@ use rusqlite::{
 };
 use rustc_hash::FxHashMap;
 
+use crate::backend::Backend;
 use crate::entities::{
     now_millis, sanitize_metric_value, stored_metric_value, Experiment, Metric, Run, RunInfo,
     LIFECYCLE_ACTIVE, LIFECYCLE_DELETED, RUN_NAME_TAG,
@@ -109,63 +110,6 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?)
     }
 
-    // ---- experiments -------------------------------------------------------------------
-
-    pub fn create_experiment(
-        &mut self,
-        name: &str,
-        artifact_location: Option<&str>,
-        tags: &[(String, String)],
-    ) -> Result<String> {
-        validation::validate_experiment_name(name)?;
-        for (key, value) in tags {
-            validation::validate_experiment_tag(key, value)?;
-        }
-        let layout = self.layout;
-        let root = self.default_artifact_root.clone();
-        let tx = self.write()?;
-        let now = now_millis();
-        let inserted = if layout.experiment_times {
-            tx.execute(
-                "INSERT INTO experiments (name, artifact_location, lifecycle_stage, \
-                 creation_time, last_update_time) VALUES (?1, ?2, 'active', ?3, ?3)",
-                params![name, artifact_location, now],
-            )
-        } else {
-            tx.execute(
-                "INSERT INTO experiments (name, artifact_location, lifecycle_stage) \
-                 VALUES (?1, ?2, 'active')",
-                params![name, artifact_location],
-            )
-        };
-        if let Err(err) = inserted {
-            if let rusqlite::Error::SqliteFailure(e, _) = &err {
-                if e.code == rusqlite::ErrorCode::ConstraintViolation {
-                    return Err(Error::AlreadyExists(format!(
-                        "Experiment(name={name}) already exists. Error: {err}"
-                    )));
-                }
-            }
-            return Err(err.into());
-        }
-        let id = tx.last_insert_rowid();
-        if artifact_location.is_none() {
-            tx.execute(
-                "UPDATE experiments SET artifact_location = ?1 WHERE experiment_id = ?2",
-                params![join_uri(&root, &id.to_string()), id],
-            )?;
-        }
-        for (key, value) in tags {
-            tx.execute(
-                "INSERT OR REPLACE INTO experiment_tags (key, value, experiment_id) \
-                 VALUES (?1, ?2, ?3)",
-                params![key, value, id],
-            )?;
-        }
-        tx.commit()?;
-        Ok(id.to_string())
-    }
-
     fn experiment_from_id(
         conn: &Connection,
         layout: Layout,
@@ -211,27 +155,6 @@ impl Store {
             })?
             .collect::<rusqlite::Result<_>>()?;
         Ok(Some(experiment))
-    }
-
-    pub fn get_experiment(&self, experiment_id: &str) -> Result<Experiment> {
-        let id = validation::parse_experiment_id(experiment_id)?;
-        Self::experiment_from_id(&self.conn, self.layout, id)?
-            .ok_or_else(|| experiment_not_found(&id.to_string()))
-    }
-
-    pub fn get_experiment_by_name(&self, name: &str) -> Result<Option<Experiment>> {
-        let id: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT experiment_id FROM experiments WHERE name = ?1",
-                [name],
-                |r| r.get(0),
-            )
-            .optional()?;
-        match id {
-            Some(id) => Self::experiment_from_id(&self.conn, self.layout, id),
-            None => Ok(None),
-        }
     }
 
     fn set_experiment_stage(&mut self, experiment_id: &str, stage: &str) -> Result<()> {
@@ -290,15 +213,209 @@ impl Store {
         Ok(())
     }
 
-    pub fn delete_experiment(&mut self, experiment_id: &str) -> Result<()> {
+    pub fn get_run_info(&self, run_id: &str) -> Result<RunInfo> {
+        self.conn
+            .query_row(
+                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_uuid = ?1"),
+                [run_id],
+                run_info_from_row,
+            )
+            .optional()?
+            .ok_or_else(|| run_not_found(run_id))
+    }
+
+    fn pairs(&self, sql: &str, run_id: &str) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let rows = stmt
+            .query_map([run_id], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn active_run_in(tx: &Transaction<'_>, run_id: &str) -> Result<()> {
+        let stage: Option<String> = tx
+            .query_row(
+                "SELECT lifecycle_stage FROM runs WHERE run_uuid = ?1",
+                [run_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match stage {
+            None => Err(run_not_found(run_id)),
+            Some(stage) if stage != LIFECYCLE_ACTIVE => Err(run_not_active(run_id, &stage)),
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn set_run_stage(&mut self, run_id: &str, stage: &str) -> Result<()> {
+        let with_time = self.layout.run_deleted_time;
+        let tx = self.write()?;
+        if tx
+            .query_row("SELECT 1 FROM runs WHERE run_uuid = ?1", [run_id], |_| {
+                Ok(())
+            })
+            .optional()?
+            .is_none()
+        {
+            return Err(run_not_found(run_id));
+        }
+        let deleted_time = (stage == LIFECYCLE_DELETED).then(now_millis);
+        if with_time {
+            tx.execute(
+                "UPDATE runs SET lifecycle_stage = ?1, deleted_time = ?2 WHERE run_uuid = ?3",
+                params![stage, deleted_time, run_id],
+            )?;
+        } else {
+            tx.execute(
+                "UPDATE runs SET lifecycle_stage = ?1 WHERE run_uuid = ?2",
+                params![stage, run_id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn insert_metrics_in(tx: &Transaction<'_>, rows: &[MetricRow<'_>]) -> Result<()> {
+        // Per (run, key) the newest point of this batch; on a tie the earlier point stays,
+        // as a later equal point would not replace it in MLflow either.
+        let mut latest: FxHashMap<(&str, &str), (i64, i64, f64, bool)> = FxHashMap::default();
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO metrics (key, value, timestamp, run_uuid, step, is_nan) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for row in rows {
+                let (value, is_nan) = sanitize_metric_value(row.value);
+                insert.execute(params![
+                    row.key,
+                    value,
+                    row.timestamp,
+                    row.run_id,
+                    row.step,
+                    is_nan
+                ])?;
+                let candidate = (row.step, row.timestamp, value, is_nan);
+                latest
+                    .entry((row.run_id, row.key))
+                    .and_modify(|best| {
+                        if (candidate.0, candidate.1, candidate.2) > (best.0, best.1, best.2) {
+                            *best = candidate;
+                        }
+                    })
+                    .or_insert(candidate);
+            }
+        }
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (key, run_uuid) DO UPDATE SET value = excluded.value, \
+             timestamp = excluded.timestamp, step = excluded.step, is_nan = excluded.is_nan \
+             WHERE (excluded.step, excluded.timestamp, excluded.value) > \
+             (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value)",
+        )?;
+        let mut entries: Vec<_> = latest.into_iter().collect();
+        // A fixed order keeps lock and page access predictable across writers.
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for ((run_id, key), (step, timestamp, value, is_nan)) in entries {
+            upsert.execute(params![key, value, timestamp, step, is_nan, run_id])?;
+        }
+        Ok(())
+    }
+}
+
+impl Backend for Store {
+    // ---- experiments -------------------------------------------------------------------
+
+    fn create_experiment(
+        &mut self,
+        name: &str,
+        artifact_location: Option<&str>,
+        tags: &[(String, String)],
+    ) -> Result<String> {
+        validation::validate_experiment_name(name)?;
+        for (key, value) in tags {
+            validation::validate_experiment_tag(key, value)?;
+        }
+        let layout = self.layout;
+        let root = self.default_artifact_root.clone();
+        let tx = self.write()?;
+        let now = now_millis();
+        let inserted = if layout.experiment_times {
+            tx.execute(
+                "INSERT INTO experiments (name, artifact_location, lifecycle_stage, \
+                 creation_time, last_update_time) VALUES (?1, ?2, 'active', ?3, ?3)",
+                params![name, artifact_location, now],
+            )
+        } else {
+            tx.execute(
+                "INSERT INTO experiments (name, artifact_location, lifecycle_stage) \
+                 VALUES (?1, ?2, 'active')",
+                params![name, artifact_location],
+            )
+        };
+        if let Err(err) = inserted {
+            if let rusqlite::Error::SqliteFailure(e, _) = &err {
+                if e.code == rusqlite::ErrorCode::ConstraintViolation {
+                    return Err(Error::AlreadyExists(format!(
+                        "Experiment(name={name}) already exists. Error: {err}"
+                    )));
+                }
+            }
+            return Err(err.into());
+        }
+        let id = tx.last_insert_rowid();
+        if artifact_location.is_none() {
+            tx.execute(
+                "UPDATE experiments SET artifact_location = ?1 WHERE experiment_id = ?2",
+                params![join_uri(&root, &id.to_string()), id],
+            )?;
+        }
+        for (key, value) in tags {
+            tx.execute(
+                "INSERT OR REPLACE INTO experiment_tags (key, value, experiment_id) \
+                 VALUES (?1, ?2, ?3)",
+                params![key, value, id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(id.to_string())
+    }
+
+    fn get_experiment(&self, experiment_id: &str) -> Result<Experiment> {
+        let id = validation::parse_experiment_id(experiment_id)?;
+        Self::experiment_from_id(&self.conn, self.layout, id)?
+            .ok_or_else(|| experiment_not_found(&id.to_string()))
+    }
+
+    fn get_experiment_by_name(&self, name: &str) -> Result<Option<Experiment>> {
+        let id: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT experiment_id FROM experiments WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match id {
+            Some(id) => Self::experiment_from_id(&self.conn, self.layout, id),
+            None => Ok(None),
+        }
+    }
+
+    fn delete_experiment(&mut self, experiment_id: &str) -> Result<()> {
         self.set_experiment_stage(experiment_id, LIFECYCLE_DELETED)
     }
 
-    pub fn restore_experiment(&mut self, experiment_id: &str) -> Result<()> {
+    fn restore_experiment(&mut self, experiment_id: &str) -> Result<()> {
         self.set_experiment_stage(experiment_id, LIFECYCLE_ACTIVE)
     }
 
-    pub fn set_experiment_tags(
+    fn set_experiment_tags(
         &mut self,
         experiment_id: &str,
         tags: &[(String, String)],
@@ -326,7 +443,7 @@ impl Store {
 
     // ---- runs --------------------------------------------------------------------------
 
-    pub fn create_run(
+    fn create_run(
         &mut self,
         experiment_id: &str,
         user_id: &str,
@@ -370,18 +487,7 @@ impl Store {
         self.get_run(&run_id)
     }
 
-    pub fn get_run_info(&self, run_id: &str) -> Result<RunInfo> {
-        self.conn
-            .query_row(
-                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_uuid = ?1"),
-                [run_id],
-                run_info_from_row,
-            )
-            .optional()?
-            .ok_or_else(|| run_not_found(run_id))
-    }
-
-    pub fn get_run(&self, run_id: &str) -> Result<Run> {
+    fn get_run(&self, run_id: &str) -> Result<Run> {
         let info = self.get_run_info(run_id)?;
         let mut stmt = self.conn.prepare_cached(
             "SELECT key, value, timestamp, step, is_nan FROM latest_metrics \
@@ -407,27 +513,14 @@ impl Store {
         })
     }
 
-    fn pairs(&self, sql: &str, run_id: &str) -> Result<Vec<(String, String)>> {
-        let mut stmt = self.conn.prepare_cached(sql)?;
-        let rows = stmt
-            .query_map([run_id], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-                ))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
-    }
-
     /// One page of `search_runs`, in MLflow's order.
-    pub fn search_runs(&self, search: &search::RunSearch) -> Result<Vec<Run>> {
+    fn search_runs(&self, search: &search::RunSearch) -> Result<Vec<Run>> {
         let ids = search::search_run_ids(&self.conn, search)?;
         search::load_runs(&self.conn, &ids)
     }
 
     /// One page of `search_experiments`, in MLflow's order.
-    pub fn search_experiments(&self, search: &search::ExperimentSearch) -> Result<Vec<Experiment>> {
+    fn search_experiments(&self, search: &search::ExperimentSearch) -> Result<Vec<Experiment>> {
         let ids = search::search_experiment_ids(&self.conn, search)?;
         let mut experiments = Vec::with_capacity(ids.len());
         for id in ids {
@@ -439,7 +532,7 @@ impl Store {
     }
 
     /// The run's lifecycle stage, or `None` when the store has no such run.
-    pub fn run_lifecycle(&self, run_id: &str) -> Result<Option<String>> {
+    fn run_lifecycle(&self, run_id: &str) -> Result<Option<String>> {
         Ok(self
             .conn
             .query_row(
@@ -450,22 +543,7 @@ impl Store {
             .optional()?)
     }
 
-    fn active_run_in(tx: &Transaction<'_>, run_id: &str) -> Result<()> {
-        let stage: Option<String> = tx
-            .query_row(
-                "SELECT lifecycle_stage FROM runs WHERE run_uuid = ?1",
-                [run_id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        match stage {
-            None => Err(run_not_found(run_id)),
-            Some(stage) if stage != LIFECYCLE_ACTIVE => Err(run_not_active(run_id, &stage)),
-            Some(_) => Ok(()),
-        }
-    }
-
-    pub fn update_run_info(
+    fn update_run_info(
         &mut self,
         run_id: &str,
         status: Option<&str>,
@@ -493,43 +571,15 @@ impl Store {
         self.get_run_info(run_id)
     }
 
-    fn set_run_stage(&mut self, run_id: &str, stage: &str) -> Result<()> {
-        let with_time = self.layout.run_deleted_time;
-        let tx = self.write()?;
-        if tx
-            .query_row("SELECT 1 FROM runs WHERE run_uuid = ?1", [run_id], |_| {
-                Ok(())
-            })
-            .optional()?
-            .is_none()
-        {
-            return Err(run_not_found(run_id));
-        }
-        let deleted_time = (stage == LIFECYCLE_DELETED).then(now_millis);
-        if with_time {
-            tx.execute(
-                "UPDATE runs SET lifecycle_stage = ?1, deleted_time = ?2 WHERE run_uuid = ?3",
-                params![stage, deleted_time, run_id],
-            )?;
-        } else {
-            tx.execute(
-                "UPDATE runs SET lifecycle_stage = ?1 WHERE run_uuid = ?2",
-                params![stage, run_id],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    pub fn delete_run(&mut self, run_id: &str) -> Result<()> {
+    fn delete_run(&mut self, run_id: &str) -> Result<()> {
         self.set_run_stage(run_id, LIFECYCLE_DELETED)
     }
 
-    pub fn restore_run(&mut self, run_id: &str) -> Result<()> {
+    fn restore_run(&mut self, run_id: &str) -> Result<()> {
         self.set_run_stage(run_id, LIFECYCLE_ACTIVE)
     }
 
-    pub fn run_ids_of_experiment(&self, experiment_id: &str) -> Result<Vec<String>> {
+    fn run_ids_of_experiment(&self, experiment_id: &str) -> Result<Vec<String>> {
         let id = validation::parse_experiment_id(experiment_id)?;
         let mut stmt = self
             .conn
@@ -544,7 +594,7 @@ impl Store {
 
     /// Writes params that are new and refuses any that would change a logged value.
     /// `single` picks MLflow's wording for `log_param` over the one for `log_batch`.
-    pub fn log_params(
+    fn log_params(
         &mut self,
         run_id: &str,
         params: &[(String, String)],
@@ -612,7 +662,7 @@ impl Store {
     }
 
     /// Upserts tags; `mlflow.runName` also renames the run, as MLflow does.
-    pub fn set_tags(&mut self, run_id: &str, tags: &[(String, String)]) -> Result<()> {
+    fn set_tags(&mut self, run_id: &str, tags: &[(String, String)]) -> Result<()> {
         if tags.is_empty() {
             return Ok(());
         }
@@ -636,7 +686,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn delete_tag(&mut self, run_id: &str, key: &str) -> Result<()> {
+    fn delete_tag(&mut self, run_id: &str, key: &str) -> Result<()> {
         let tx = self.write()?;
         Self::active_run_in(&tx, run_id)?;
         let removed = tx.execute(
@@ -656,7 +706,7 @@ impl Store {
 
     /// Writes points in one transaction and moves `latest_metrics` forward. A point equal to
     /// a stored one is skipped, as the primary key would make MLflow skip it.
-    pub fn insert_metrics(&mut self, rows: &[MetricRow<'_>]) -> Result<()> {
+    fn insert_metrics(&mut self, rows: &[MetricRow<'_>]) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -666,54 +716,7 @@ impl Store {
         Ok(())
     }
 
-    fn insert_metrics_in(tx: &Transaction<'_>, rows: &[MetricRow<'_>]) -> Result<()> {
-        // Per (run, key) the newest point of this batch; on a tie the earlier point stays,
-        // as a later equal point would not replace it in MLflow either.
-        let mut latest: FxHashMap<(&str, &str), (i64, i64, f64, bool)> = FxHashMap::default();
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO metrics (key, value, timestamp, run_uuid, step, is_nan) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for row in rows {
-                let (value, is_nan) = sanitize_metric_value(row.value);
-                insert.execute(params![
-                    row.key,
-                    value,
-                    row.timestamp,
-                    row.run_id,
-                    row.step,
-                    is_nan
-                ])?;
-                let candidate = (row.step, row.timestamp, value, is_nan);
-                latest
-                    .entry((row.run_id, row.key))
-                    .and_modify(|best| {
-                        if (candidate.0, candidate.1, candidate.2) > (best.0, best.1, best.2) {
-                            *best = candidate;
-                        }
-                    })
-                    .or_insert(candidate);
-            }
-        }
-        let mut upsert = tx.prepare_cached(
-            "INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-             ON CONFLICT (key, run_uuid) DO UPDATE SET value = excluded.value, \
-             timestamp = excluded.timestamp, step = excluded.step, is_nan = excluded.is_nan \
-             WHERE (excluded.step, excluded.timestamp, excluded.value) > \
-             (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value)",
-        )?;
-        let mut entries: Vec<_> = latest.into_iter().collect();
-        // A fixed order keeps lock and page access predictable across writers.
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for ((run_id, key), (step, timestamp, value, is_nan)) in entries {
-            upsert.execute(params![key, value, timestamp, step, is_nan, run_id])?;
-        }
-        Ok(())
-    }
-
-    pub fn get_metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>> {
+    fn get_metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT key, value, timestamp, step, is_nan FROM metrics \
              WHERE run_uuid = ?1 AND key = ?2 ORDER BY timestamp, step, value",
@@ -743,96 +746,6 @@ fn set_run_name(tx: &Transaction<'_>, run_id: &str, name: &str) -> Result<()> {
         params![RUN_NAME_TAG, name, run_id],
     )?;
     Ok(())
-}
-
-impl crate::backend::Backend for Store {
-    fn create_experiment(
-        &mut self,
-        name: &str,
-        artifact_location: Option<&str>,
-        tags: &[(String, String)],
-    ) -> Result<String> {
-        Store::create_experiment(self, name, artifact_location, tags)
-    }
-    fn get_experiment(&self, experiment_id: &str) -> Result<Experiment> {
-        Store::get_experiment(self, experiment_id)
-    }
-    fn get_experiment_by_name(&self, name: &str) -> Result<Option<Experiment>> {
-        Store::get_experiment_by_name(self, name)
-    }
-    fn delete_experiment(&mut self, experiment_id: &str) -> Result<()> {
-        Store::delete_experiment(self, experiment_id)
-    }
-    fn restore_experiment(&mut self, experiment_id: &str) -> Result<()> {
-        Store::restore_experiment(self, experiment_id)
-    }
-    fn set_experiment_tags(
-        &mut self,
-        experiment_id: &str,
-        tags: &[(String, String)],
-    ) -> Result<()> {
-        Store::set_experiment_tags(self, experiment_id, tags)
-    }
-    fn search_experiments(&self, search: &search::ExperimentSearch) -> Result<Vec<Experiment>> {
-        Store::search_experiments(self, search)
-    }
-    fn create_run(
-        &mut self,
-        experiment_id: &str,
-        user_id: &str,
-        start_time: i64,
-        run_name: &str,
-        tags: &[(String, String)],
-    ) -> Result<Run> {
-        Store::create_run(self, experiment_id, user_id, start_time, run_name, tags)
-    }
-    fn get_run(&self, run_id: &str) -> Result<Run> {
-        Store::get_run(self, run_id)
-    }
-    fn run_lifecycle(&self, run_id: &str) -> Result<Option<String>> {
-        Store::run_lifecycle(self, run_id)
-    }
-    fn update_run_info(
-        &mut self,
-        run_id: &str,
-        status: Option<&str>,
-        end_time: Option<i64>,
-        run_name: Option<&str>,
-    ) -> Result<RunInfo> {
-        Store::update_run_info(self, run_id, status, end_time, run_name)
-    }
-    fn delete_run(&mut self, run_id: &str) -> Result<()> {
-        Store::delete_run(self, run_id)
-    }
-    fn restore_run(&mut self, run_id: &str) -> Result<()> {
-        Store::restore_run(self, run_id)
-    }
-    fn run_ids_of_experiment(&self, experiment_id: &str) -> Result<Vec<String>> {
-        Store::run_ids_of_experiment(self, experiment_id)
-    }
-    fn search_runs(&self, search: &search::RunSearch) -> Result<Vec<Run>> {
-        Store::search_runs(self, search)
-    }
-    fn log_params(
-        &mut self,
-        run_id: &str,
-        params: &[(String, String)],
-        single: bool,
-    ) -> Result<()> {
-        Store::log_params(self, run_id, params, single)
-    }
-    fn set_tags(&mut self, run_id: &str, tags: &[(String, String)]) -> Result<()> {
-        Store::set_tags(self, run_id, tags)
-    }
-    fn delete_tag(&mut self, run_id: &str, key: &str) -> Result<()> {
-        Store::delete_tag(self, run_id, key)
-    }
-    fn insert_metrics(&mut self, rows: &[MetricRow<'_>]) -> Result<()> {
-        Store::insert_metrics(self, rows)
-    }
-    fn get_metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>> {
-        Store::get_metric_history(self, run_id, key)
-    }
 }
 
 pub fn run_not_active(run_id: &str, stage: &str) -> Error {
