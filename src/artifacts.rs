@@ -1,12 +1,14 @@
-//! Artifacts in a run's artifact directory on this machine (`artifact_uri` a path or a
-//! `file://` URI), laid out as MLflow lays them out: `<artifact_uri>/<artifact_path>/<name>`.
-//!
-//! Files are streamed through a fixed buffer into a temporary file beside the target and
-//! renamed into place, so a large file never sits in memory and a reader never sees half
-//! of one. Artifact paths that would leave the run's directory are refused.
+//! A run's artifacts, wherever its `artifact_uri` points: a directory on this machine (a
+//! path or a `file://` URI) or a tracking server's artifact proxy (`mlflow-artifacts:`
+//! URIs, or the proxy's own `http(s)://` URL). Both keep MLflow's layout,
+//! `<artifact_uri>/<artifact_path>/<name>`, and both stream: a large file never sits in
+//! memory, and a reader never sees half of one.
 
-use std::fs;
-use std::io::{self, BufReader, BufWriter};
+mod local;
+mod proxy;
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -37,61 +39,82 @@ pub fn check_artifact_path(path: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// The directory behind a run's `artifact_uri`.
-pub fn local_root(artifact_uri: &str) -> Result<PathBuf> {
-    if let Some(rest) = artifact_uri.strip_prefix("file://") {
-        return Ok(PathBuf::from(rest));
+/// Where a run's artifacts live.
+pub enum Repository {
+    Local(PathBuf),
+    Proxy(proxy::Proxy),
+}
+
+impl Repository {
+    /// The repository behind `artifact_uri`; `tracking_uri` locates the server behind a
+    /// `mlflow-artifacts:` URI, as it does for MLflow.
+    pub fn open(artifact_uri: &str, tracking_uri: Option<&str>) -> Result<Repository> {
+        if let Some(rest) = artifact_uri.strip_prefix("mlflow-artifacts:") {
+            return proxy::Proxy::for_scheme(rest, tracking_uri).map(Repository::Proxy);
+        }
+        if artifact_uri.starts_with("http://") || artifact_uri.starts_with("https://") {
+            return proxy::Proxy::for_url(artifact_uri).map(Repository::Proxy);
+        }
+        if let Some(rest) = artifact_uri.strip_prefix("file://") {
+            return Ok(Repository::Local(PathBuf::from(rest)));
+        }
+        if artifact_uri.contains("://") {
+            return Err(Error::invalid(format!(
+                "fastflow stores artifacts in local directories and through a tracking \
+                 server's artifact proxy; '{}' is neither",
+                crate::uri::redacted(artifact_uri)
+            )));
+        }
+        Ok(Repository::Local(PathBuf::from(artifact_uri)))
     }
-    if artifact_uri.contains("://") || artifact_uri.starts_with("mlflow-artifacts:") {
-        return Err(Error::invalid(format!(
-            "fastflow writes artifacts to local directories; '{artifact_uri}' is not one"
-        )));
+
+    /// `log_artifact`: one file into `<artifact_path>/<its name>`.
+    pub fn log_file(&self, local: &Path, artifact_path: Option<&str>) -> Result<()> {
+        check_local_file(local)?;
+        check_artifact_path(artifact_path)?;
+        match self {
+            Repository::Local(root) => local::log_file(root, local, artifact_path),
+            Repository::Proxy(proxy) => proxy.log_file(local, artifact_path),
+        }
     }
-    Ok(PathBuf::from(artifact_uri))
-}
 
-fn io_error(action: &str, path: &Path, error: io::Error) -> Error {
-    Error::InvalidState(format!("Could not {action} '{}': {error}", path.display()))
-}
-
-fn target_dir(root: &Path, artifact_path: Option<&str>) -> Result<PathBuf> {
-    check_artifact_path(artifact_path)?;
-    Ok(match artifact_path.filter(|p| !p.is_empty()) {
-        Some(path) => root.join(path),
-        None => root.to_path_buf(),
-    })
-}
-
-fn copy_streaming(source: &Path, target: &Path) -> Result<()> {
-    let parent = target.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(parent).map_err(|e| io_error("create the directory", parent, e))?;
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temporary = parent.join(format!(".{name}.{}.partial", uuid::Uuid::new_v4().simple()));
-    let result = (|| {
-        let input = fs::File::open(source).map_err(|e| io_error("read", source, e))?;
-        let output = fs::File::create(&temporary).map_err(|e| io_error("write", &temporary, e))?;
-        let mut reader = BufReader::with_capacity(BUFFER, input);
-        let mut writer = BufWriter::with_capacity(BUFFER, output);
-        io::copy(&mut reader, &mut writer).map_err(|e| io_error("copy", source, e))?;
-        let output = writer
-            .into_inner()
-            .map_err(|e| io_error("write", &temporary, e.into_error()))?;
-        output
-            .sync_all()
-            .map_err(|e| io_error("write", &temporary, e))?;
-        fs::rename(&temporary, target).map_err(|e| io_error("write", target, e))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temporary);
+    /// `log_artifacts`: the contents of a directory into `<artifact_path>/`.
+    pub fn log_dir(&self, local: &Path, artifact_path: Option<&str>) -> Result<()> {
+        check_local_dir(local)?;
+        check_artifact_path(artifact_path)?;
+        match self {
+            Repository::Local(root) => local::log_dir(root, local, artifact_path),
+            Repository::Proxy(proxy) => proxy.log_dir(local, artifact_path),
+        }
     }
-    result
+
+    /// `list_artifacts`: the entries directly under `path`, sorted, with paths relative to
+    /// the run's artifact root and sizes of files.
+    pub fn list(&self, path: Option<&str>) -> Result<Vec<FileInfo>> {
+        check_artifact_path(path)?;
+        match self {
+            Repository::Local(root) => local::list(root, path),
+            Repository::Proxy(proxy) => proxy.list(path),
+        }
+    }
+
+    /// `download_artifacts`: copies `path` (a file or a directory, or everything) under
+    /// `dest` and returns where it landed.
+    pub fn download(&self, path: Option<&str>, dest: &Path) -> Result<PathBuf> {
+        check_artifact_path(path)?;
+        let landed = match path.filter(|p| !p.is_empty()) {
+            Some(path) => dest.join(path),
+            None => dest.to_path_buf(),
+        };
+        match self {
+            Repository::Local(root) => local::download(root, path, &landed)?,
+            Repository::Proxy(proxy) => proxy.download(path, &landed)?,
+        }
+        Ok(landed)
+    }
 }
 
-/// `log_artifact`: one file into `<root>/<artifact_path>/<its name>`.
-pub fn log_file(root: &Path, local: &Path, artifact_path: Option<&str>) -> Result<()> {
+fn check_local_file(local: &Path) -> Result<()> {
     let meta = fs::metadata(local).map_err(|_| {
         Error::invalid(format!(
             "Local file to log does not exist: '{}'",
@@ -104,15 +127,16 @@ pub fn log_file(root: &Path, local: &Path, artifact_path: Option<&str>) -> Resul
             local.display()
         )));
     }
-    let dir = target_dir(root, artifact_path)?;
-    let name = local
-        .file_name()
-        .ok_or_else(|| Error::invalid(format!("'{}' names no file", local.display())))?;
-    copy_streaming(local, &dir.join(name))
+    if local.file_name().is_none() {
+        return Err(Error::invalid(format!(
+            "'{}' names no file",
+            local.display()
+        )));
+    }
+    Ok(())
 }
 
-/// `log_artifacts`: the contents of a directory into `<root>/<artifact_path>/`.
-pub fn log_dir(root: &Path, local: &Path, artifact_path: Option<&str>) -> Result<()> {
+fn check_local_dir(local: &Path) -> Result<()> {
     let meta = fs::metadata(local).map_err(|_| {
         Error::invalid(format!(
             "Local directory to log does not exist: '{}'",
@@ -125,78 +149,54 @@ pub fn log_dir(root: &Path, local: &Path, artifact_path: Option<&str>) -> Result
             local.display()
         )));
     }
-    let dir = target_dir(root, artifact_path)?;
-    fs::create_dir_all(&dir).map_err(|e| io_error("create the directory", &dir, e))?;
-    copy_tree(local, &dir)
-}
-
-fn copy_tree(source: &Path, target: &Path) -> Result<()> {
-    let entries = fs::read_dir(source).map_err(|e| io_error("read", source, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| io_error("read", source, e))?;
-        let from = entry.path();
-        let to = target.join(entry.file_name());
-        if from.is_dir() {
-            fs::create_dir_all(&to).map_err(|e| io_error("create the directory", &to, e))?;
-            copy_tree(&from, &to)?;
-        } else {
-            copy_streaming(&from, &to)?;
-        }
-    }
     Ok(())
 }
 
-/// `list_artifacts`: the entries directly under `path`, sorted, with paths relative to the
-/// run's artifact root and sizes of files.
-pub fn list(root: &Path, path: Option<&str>) -> Result<Vec<FileInfo>> {
-    let dir = target_dir(root, path)?;
-    if !dir.is_dir() {
-        return Ok(Vec::new());
-    }
-    let prefix = path.filter(|p| !p.is_empty());
-    let mut found = Vec::new();
-    for entry in fs::read_dir(&dir).map_err(|e| io_error("read", &dir, e))? {
-        let entry = entry.map_err(|e| io_error("read", &dir, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".partial") && name.starts_with('.') {
-            continue;
-        }
-        let meta = entry
-            .metadata()
-            .map_err(|e| io_error("read", &entry.path(), e))?;
-        found.push(FileInfo {
-            path: match prefix {
-                Some(prefix) => format!("{prefix}/{name}"),
-                None => name,
-            },
-            is_dir: meta.is_dir(),
-            file_size: (!meta.is_dir()).then_some(meta.len()),
-        });
-    }
-    found.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(found)
+fn io_error(action: &str, path: &Path, error: io::Error) -> Error {
+    Error::InvalidState(format!("Could not {action} '{}': {error}", path.display()))
 }
 
-/// `download_artifacts`: copies `path` (a file or a directory, or everything) under `dest`
-/// and returns where it landed.
-pub fn download(root: &Path, path: Option<&str>, dest: &Path) -> Result<PathBuf> {
-    let source = target_dir(root, path)?;
-    let landed = match path.filter(|p| !p.is_empty()) {
-        Some(path) => dest.join(path),
-        None => dest.to_path_buf(),
-    };
-    if source.is_dir() {
-        fs::create_dir_all(&landed).map_err(|e| io_error("create the directory", &landed, e))?;
-        copy_tree(&source, &landed)?;
-    } else if source.is_file() {
-        copy_streaming(&source, &landed)?;
-    } else {
-        return Err(Error::not_found(format!(
-            "No artifact at '{}' in the run's artifacts",
-            path.unwrap_or_default()
-        )));
+fn create_dir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| io_error("create the directory", dir, e))
+}
+
+/// Names a temporary file of ours beside its target, so listings can skip it.
+fn is_partial(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".partial")
+}
+
+/// Writes `target` through `fill` into a temporary file beside it, renamed into place only
+/// when complete and synced; on failure nothing is left behind.
+fn write_atomically(
+    target: &Path,
+    fill: impl FnOnce(&mut BufWriter<File>, &Path) -> Result<()>,
+) -> Result<()> {
+    let parent = target.parent().unwrap_or(Path::new("."));
+    create_dir(parent)?;
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = parent.join(format!(".{name}.{}.partial", uuid::Uuid::new_v4().simple()));
+    let result = (|| {
+        let output = File::create(&temporary).map_err(|e| io_error("write", &temporary, e))?;
+        let mut writer = BufWriter::with_capacity(BUFFER, output);
+        fill(&mut writer, &temporary)?;
+        writer
+            .flush()
+            .map_err(|e| io_error("write", &temporary, e))?;
+        let output = writer
+            .into_inner()
+            .map_err(|e| io_error("write", &temporary, e.into_error()))?;
+        output
+            .sync_all()
+            .map_err(|e| io_error("write", &temporary, e))?;
+        fs::rename(&temporary, target).map_err(|e| io_error("write", target, e))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temporary);
     }
-    Ok(landed)
+    result
 }
 
 #[cfg(test)]
@@ -215,24 +215,58 @@ mod tests {
     }
 
     #[test]
+    fn uris_choose_their_repository() {
+        assert!(matches!(
+            Repository::open("/tmp/mlruns/0/r/artifacts", None),
+            Ok(Repository::Local(_))
+        ));
+        assert!(matches!(
+            Repository::open("file:///tmp/x", None),
+            Ok(Repository::Local(p)) if p == Path::new("/tmp/x")
+        ));
+        assert!(Repository::open("s3://bucket/x", None).is_err());
+        assert!(Repository::open("mlflow-artifacts:/0/r/artifacts", None).is_err());
+        assert!(Repository::open("mlflow-artifacts:/0/r", Some("sqlite:///x.db")).is_err());
+        assert!(matches!(
+            Repository::open("mlflow-artifacts:/0/r", Some("http://127.0.0.1:5000")),
+            Ok(Repository::Proxy(_))
+        ));
+    }
+
+    #[test]
     fn files_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("run/artifacts");
+        let repo = Repository::Local(dir.path().join("run/artifacts"));
         let source = dir.path().join("model.bin");
         fs::write(&source, vec![7u8; 3 << 20]).unwrap();
-        log_file(&root, &source, Some("models/best")).unwrap();
-        let listed = list(&root, Some("models")).unwrap();
+        repo.log_file(&source, Some("models/best")).unwrap();
+        let listed = repo.list(Some("models")).unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].path, "models/best");
         assert!(listed[0].is_dir);
-        let files = list(&root, Some("models/best")).unwrap();
+        let files = repo.list(Some("models/best")).unwrap();
         assert_eq!(files[0].file_size, Some(3 << 20));
-        let landed = download(&root, Some("models"), &dir.path().join("out")).unwrap();
+        let landed = repo
+            .download(Some("models"), &dir.path().join("out"))
+            .unwrap();
         assert_eq!(
             fs::read(landed.join("best/model.bin")).unwrap(),
             fs::read(&source).unwrap()
         );
-        assert!(log_file(&root, dir.path(), None).is_err());
-        assert!(log_file(&root, &dir.path().join("missing"), None).is_err());
+        assert!(repo.log_file(dir.path(), None).is_err());
+        assert!(repo.log_file(&dir.path().join("missing"), None).is_err());
+    }
+
+    #[test]
+    fn an_unwritable_destination_is_an_error_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("not-a-directory");
+        fs::write(&blocker, b"x").unwrap();
+        let repo = Repository::Local(blocker.join("artifacts"));
+        let source = dir.path().join("a.txt");
+        fs::write(&source, b"hello").unwrap();
+        let error = repo.log_file(&source, None).unwrap_err();
+        assert!(error.to_string().contains("Could not create the directory"));
+        assert_eq!(fs::read(&blocker).unwrap(), b"x");
     }
 }

@@ -4,12 +4,15 @@
 //!
 //! Credentials go into headers only: they never appear in an error, a log line or a repr.
 
+use std::fs::File;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::Value as Json;
+use ureq::http::Response;
 use ureq::tls::{RootCerts, TlsConfig};
-use ureq::Agent;
+use ureq::{Agent, Body};
 
 use crate::error::{Error, Result};
 
@@ -55,9 +58,17 @@ pub struct Client {
     pub settings: Settings,
 }
 
-/// What one attempt gave: a JSON answer, an MLflow error, or a reason to try again.
+/// What a request carries.
+pub enum Payload<'a> {
+    Nothing,
+    Json(&'a Json),
+    /// A file streamed as the body (re-read from its start on each attempt).
+    File(&'a Path),
+}
+
+/// What one attempt gave: a successful response, an MLflow error, or a reason to try again.
 enum Attempt {
-    Done(Json),
+    Done(Response<Body>),
     Failed(Error),
     Retry {
         reason: String,
@@ -96,7 +107,11 @@ impl Client {
         }
         let agent: Agent = Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(settings.timeout))
+            // As MLflow's client (requests) does: the timeout bounds each wait on the
+            // socket, not a whole transfer, so a large artifact may take as long as it needs.
+            .timeout_connect(Some(settings.timeout))
+            .timeout_per_read(Some(settings.timeout))
+            .timeout_per_write(Some(settings.timeout))
             .tls_config(tls.build())
             .build()
             .into();
@@ -120,41 +135,70 @@ impl Client {
         })
     }
 
-    fn url(&self, endpoint: &str) -> String {
+    /// The URL of an endpoint of the tracking API.
+    pub fn api_url(&self, endpoint: &str) -> String {
         format!("{}/api/2.0/mlflow/{endpoint}", self.base)
     }
 
-    /// The URL as errors show it: without credentials.
-    fn shown_url(&self, endpoint: &str) -> String {
-        crate::uri::redacted(&self.url(endpoint))
+    /// The URL of a path under the server's base (`/api/2.0/mlflow-artifacts/...`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.base, path.trim_start_matches('/'))
     }
 
     fn attempt(
         &self,
         method: &str,
-        endpoint: &str,
+        url: &str,
         query: &[(&str, String)],
-        body: Option<&Json>,
+        payload: &Payload,
     ) -> Attempt {
-        let url = self.url(endpoint);
-        let response = if method == "GET" {
-            let mut request = self.agent.get(&url);
-            for (key, value) in query {
-                request = request.query(*key, value);
+        let sent = match payload {
+            Payload::Nothing => {
+                let mut request = match method {
+                    "DELETE" => self.agent.delete(url),
+                    _ => self.agent.get(url),
+                };
+                for (key, value) in query {
+                    request = request.query(*key, value);
+                }
+                if let Some(auth) = &self.authorization {
+                    request = request.header("Authorization", auth);
+                }
+                request.call()
             }
-            if let Some(auth) = &self.authorization {
-                request = request.header("Authorization", auth);
+            Payload::Json(body) => {
+                let mut request = match method {
+                    "PUT" => self.agent.put(url),
+                    _ => self.agent.post(url),
+                };
+                if let Some(auth) = &self.authorization {
+                    request = request.header("Authorization", auth);
+                }
+                request
+                    .content_type("application/json")
+                    .send(body.to_string())
             }
-            request.call()
-        } else {
-            let mut request = self.agent.post(&url);
-            if let Some(auth) = &self.authorization {
-                request = request.header("Authorization", auth);
+            Payload::File(path) => {
+                let file = match File::open(path) {
+                    Ok(file) => file,
+                    Err(error) => {
+                        return Attempt::Failed(Error::invalid(format!(
+                            "Could not read '{}': {error}",
+                            path.display()
+                        )))
+                    }
+                };
+                let mut request = match method {
+                    "POST" => self.agent.post(url),
+                    _ => self.agent.put(url),
+                };
+                if let Some(auth) = &self.authorization {
+                    request = request.header("Authorization", auth);
+                }
+                request.content_type(mime_type(path)).send(file)
             }
-            let text = body.map(|b| b.to_string()).unwrap_or_else(|| "{}".into());
-            request.content_type("application/json").send(text)
         };
-        let mut response = match response {
+        let mut response = match sent {
             Ok(response) => response,
             Err(error) => {
                 return Attempt::Retry {
@@ -164,6 +208,9 @@ impl Client {
             }
         };
         let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            return Attempt::Done(response);
+        }
         let retry_after = response
             .headers()
             .get("Retry-After")
@@ -171,15 +218,19 @@ impl Client {
             .and_then(|v| v.trim().parse::<f64>().ok())
             .map(|s| Duration::from_secs_f64(s.max(0.0)));
         let text = response.body_mut().read_to_string().unwrap_or_default();
+        let parsed: Option<Json> = serde_json::from_str(&text).ok();
         if status == 408 || status == 429 || (500..600).contains(&status) {
+            // The server's own words, if it gave any, say what to fix on its side.
+            let said = parsed
+                .as_ref()
+                .and_then(|j| j.get("message"))
+                .and_then(Json::as_str)
+                .map(|m| format!(": {}", m.chars().take(300).collect::<String>()))
+                .unwrap_or_default();
             return Attempt::Retry {
-                reason: format!("response with status code {status}"),
+                reason: format!("response with status code {status}{said}"),
                 after: retry_after,
             };
-        }
-        let parsed: Option<Json> = serde_json::from_str(&text).ok();
-        if (200..300).contains(&status) {
-            return Attempt::Done(parsed.unwrap_or(Json::Null));
         }
         let code = parsed
             .as_ref()
@@ -194,8 +245,9 @@ impl Client {
             .map(str::to_string)
             .unwrap_or_else(|| {
                 format!(
-                    "API request to endpoint /api/2.0/mlflow/{endpoint} failed with error code \
-                     {status} != 200. Response body: '{}'",
+                    "API request to endpoint {} failed with error code {status} != 200. \
+                     Response body: '{}'",
+                    endpoint_of(url),
                     text.chars().take(500).collect::<String>()
                 )
             });
@@ -214,27 +266,28 @@ impl Client {
 
     /// One request with MLflow's retries: `max_retries` more attempts after the first,
     /// waiting `backoff_factor * 2^(n-1)` seconds plus up to `backoff_jitter` (or what
-    /// `Retry-After` asks for). Gives up early when `deadline` passes.
-    pub fn request(
+    /// `Retry-After` asks for). Gives up early when `deadline` passes. Answers with the
+    /// successful response, its body not yet read.
+    pub fn send(
         &self,
         method: &str,
-        endpoint: &str,
+        url: &str,
         query: &[(&str, String)],
-        body: Option<&Json>,
+        payload: &Payload,
         max_retries: u32,
         deadline: Option<Instant>,
-    ) -> Result<Json> {
+    ) -> Result<Response<Body>> {
         let mut attempt = 0u32;
         loop {
-            match self.attempt(method, endpoint, query, body) {
-                Attempt::Done(json) => return Ok(json),
+            match self.attempt(method, url, query, payload) {
+                Attempt::Done(response) => return Ok(response),
                 Attempt::Failed(error) => return Err(error),
                 Attempt::Retry { reason, after } => {
                     if attempt >= max_retries {
                         return Err(Error::Unavailable(format!(
                             "API request to {} failed with exception {reason} (after {} \
                              attempts)",
-                            self.shown_url(endpoint),
+                            crate::uri::redacted(url),
                             attempt + 1
                         )));
                     }
@@ -249,7 +302,7 @@ impl Client {
                         if Instant::now() + wait > deadline {
                             return Err(Error::Unavailable(format!(
                                 "API request to {} failed with exception {reason}",
-                                self.shown_url(endpoint)
+                                crate::uri::redacted(url)
                             )));
                         }
                     }
@@ -257,6 +310,33 @@ impl Client {
                 }
             }
         }
+    }
+
+    /// A call of the tracking API answered with JSON, retried as [`Client::send`] says.
+    pub fn request(
+        &self,
+        method: &str,
+        endpoint: &str,
+        query: &[(&str, String)],
+        body: Option<&Json>,
+        max_retries: u32,
+        deadline: Option<Instant>,
+    ) -> Result<Json> {
+        let empty = Json::Object(serde_json::Map::new());
+        let payload = match body {
+            Some(body) => Payload::Json(body),
+            None if method == "GET" => Payload::Nothing,
+            None => Payload::Json(&empty),
+        };
+        let url = self.api_url(endpoint);
+        let mut response = self.send(method, &url, query, &payload, max_retries, deadline)?;
+        let text = response.body_mut().read_to_string().map_err(|e| {
+            Error::Unavailable(format!(
+                "API request to {} failed while reading the answer: {e}",
+                crate::uri::redacted(&url)
+            ))
+        })?;
+        Ok(serde_json::from_str(&text).unwrap_or(Json::Null))
     }
 
     /// A synchronous call: MLflow's retry budget.
@@ -275,6 +355,34 @@ impl Client {
             self.settings.max_retries,
             None,
         )
+    }
+}
+
+/// The path of a URL, as MLflow's messages show an endpoint.
+fn endpoint_of(url: &str) -> &str {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    after_scheme.find('/').map_or("/", |i| &after_scheme[i..])
+}
+
+/// The content type MLflow's client sends for an uploaded file, by extension.
+fn mime_type(path: &Path) -> &'static str {
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    match extension.as_str() {
+        "txt" | "log" | "py" | "md" | "yaml" | "yml" | "mlmodel" => "text/plain",
+        "json" => "application/json",
+        "csv" => "text/csv",
+        "html" | "htm" => "text/html",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "svg" => "image/svg+xml",
+        "pdf" => "application/pdf",
+        _ => "application/octet-stream",
     }
 }
 

@@ -22,10 +22,19 @@ def free_port() -> int:
 
 
 class MlflowServer:
-    def __init__(self, directory, port=None):
+    def __init__(self, directory, port=None, serve_artifacts=False):
         self.directory = directory
         self.port = port or free_port()
         self.process = None
+        # Proxied artifacts: runs get `mlflow-artifacts:/...` URIs and the server stores
+        # their files under `artifacts_destination`.
+        self.serve_artifacts = serve_artifacts
+        self.artifacts_destination = directory / "proxied"
+
+    def _artifact_options(self) -> list:
+        if self.serve_artifacts:
+            return ["--serve-artifacts", "--artifacts-destination", str(self.artifacts_destination)]
+        return ["--default-artifact-root", str(self.directory / "artifacts")]
 
     @property
     def uri(self) -> str:
@@ -40,8 +49,7 @@ class MlflowServer:
                 "server",
                 "--backend-store-uri",
                 f"sqlite:///{self.directory / 'server.db'}",
-                "--default-artifact-root",
-                str(self.directory / "artifacts"),
+                *self._artifact_options(),
                 "--host",
                 "127.0.0.1",
                 "--port",

@@ -141,3 +141,22 @@ def test_a_one_gibibyte_file_is_streamed(db_uri, tmp_path, mlflow):
     assert int(growth) < 64 << 20
     (info,) = mlflow.MlflowClient(tracking_uri=db_uri).list_artifacts(run_id, "big")
     assert info.file_size == 1 << 30
+
+
+def test_an_unwritable_destination_is_refused_and_keeps_what_was_logged(db_uri, tmp_path, mlflow):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the experiment's artifacts should go")
+    client = fastflow.MlflowClient()
+    experiment = client.create_experiment("blocked", artifact_location=str(blocker))
+    source = tmp_path / "f.txt"
+    source.write_text("x")
+    with fastflow.start_run(experiment_id=experiment) as run:
+        fastflow.log_metric("kept", 1.0)
+        with pytest.raises(fastflow.MlflowException, match="Could not create the directory"):
+            fastflow.log_artifact(str(source))
+        with pytest.raises(fastflow.MlflowException):
+            fastflow.log_text("x", "notes/t.txt")
+        fastflow.log_metric("after", 2.0)
+    oracle = mlflow.MlflowClient(tracking_uri=db_uri)
+    assert oracle.get_run(run.info.run_id).data.metrics == {"kept": 1.0, "after": 2.0}
+    assert blocker.read_text().startswith("a file")

@@ -265,11 +265,15 @@ class MlflowClient:
 
     def log_artifact(self, run_id, local_path, artifact_path=None) -> None:
         """Copies a file into the run's artifacts (streamed, without the GIL)."""
-        _fastflow._log_artifact(self._artifact_uri(run_id), os.fspath(local_path), artifact_path)
+        _fastflow._log_artifact(
+            self._artifact_uri(run_id), os.fspath(local_path), artifact_path, self._tracking_uri
+        )
 
     def log_artifacts(self, run_id, local_dir, artifact_path=None) -> None:
         """Copies a directory's contents into the run's artifacts."""
-        _fastflow._log_artifacts(self._artifact_uri(run_id), os.fspath(local_dir), artifact_path)
+        _fastflow._log_artifacts(
+            self._artifact_uri(run_id), os.fspath(local_dir), artifact_path, self._tracking_uri
+        )
 
     @contextlib.contextmanager
     def _artifact_file(self, run_id, artifact_file):
@@ -302,12 +306,16 @@ class MlflowClient:
     def list_artifacts(self, run_id, path=None):
         return [
             FileInfo(p, is_dir, size)
-            for p, is_dir, size in _fastflow._list_artifacts(self._artifact_uri(run_id), path)
+            for p, is_dir, size in _fastflow._list_artifacts(
+                self._artifact_uri(run_id), path, self._tracking_uri
+            )
         ]
 
     def download_artifacts(self, run_id, path, dst_path=None) -> str:
         dst_path = os.path.abspath(dst_path) if dst_path else tempfile.mkdtemp()
-        return _fastflow._download_artifacts(self._artifact_uri(run_id), path or None, dst_path)
+        return _fastflow._download_artifacts(
+            self._artifact_uri(run_id), path or None, dst_path, self._tracking_uri
+        )
 
     def _operations(self, synchronous):
         if synchronous is False:

@@ -1,0 +1,92 @@
+//! Artifacts in a directory on this machine: copies through a fixed buffer.
+
+use std::fs::{self, File};
+use std::io::{self, BufReader};
+use std::path::Path;
+
+use super::{create_dir, io_error, is_partial, write_atomically, FileInfo, BUFFER};
+use crate::error::{Error, Result};
+
+fn target_dir(root: &Path, artifact_path: Option<&str>) -> std::path::PathBuf {
+    match artifact_path.filter(|p| !p.is_empty()) {
+        Some(path) => root.join(path),
+        None => root.to_path_buf(),
+    }
+}
+
+fn copy_file(source: &Path, target: &Path) -> Result<()> {
+    write_atomically(target, |writer, _| {
+        let input = File::open(source).map_err(|e| io_error("read", source, e))?;
+        let mut reader = BufReader::with_capacity(BUFFER, input);
+        io::copy(&mut reader, writer).map_err(|e| io_error("copy", source, e))?;
+        Ok(())
+    })
+}
+
+fn copy_tree(source: &Path, target: &Path) -> Result<()> {
+    create_dir(target)?;
+    let entries = fs::read_dir(source).map_err(|e| io_error("read", source, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error("read", source, e))?;
+        let from = entry.path();
+        let to = target.join(entry.file_name());
+        if from.is_dir() {
+            copy_tree(&from, &to)?;
+        } else {
+            copy_file(&from, &to)?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn log_file(root: &Path, local: &Path, artifact_path: Option<&str>) -> Result<()> {
+    let name = local.file_name().unwrap_or_default();
+    copy_file(local, &target_dir(root, artifact_path).join(name))
+}
+
+pub(super) fn log_dir(root: &Path, local: &Path, artifact_path: Option<&str>) -> Result<()> {
+    copy_tree(local, &target_dir(root, artifact_path))
+}
+
+pub(super) fn list(root: &Path, path: Option<&str>) -> Result<Vec<FileInfo>> {
+    let dir = target_dir(root, path);
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let prefix = path.filter(|p| !p.is_empty());
+    let mut found = Vec::new();
+    for entry in fs::read_dir(&dir).map_err(|e| io_error("read", &dir, e))? {
+        let entry = entry.map_err(|e| io_error("read", &dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_partial(&name) {
+            continue;
+        }
+        let meta = entry
+            .metadata()
+            .map_err(|e| io_error("read", &entry.path(), e))?;
+        found.push(FileInfo {
+            path: match prefix {
+                Some(prefix) => format!("{prefix}/{name}"),
+                None => name,
+            },
+            is_dir: meta.is_dir(),
+            file_size: (!meta.is_dir()).then_some(meta.len()),
+        });
+    }
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(found)
+}
+
+pub(super) fn download(root: &Path, path: Option<&str>, landed: &Path) -> Result<()> {
+    let source = target_dir(root, path);
+    if source.is_dir() {
+        copy_tree(&source, landed)
+    } else if source.is_file() {
+        copy_file(&source, landed)
+    } else {
+        Err(Error::not_found(format!(
+            "No artifact at '{}' in the run's artifacts",
+            path.unwrap_or_default()
+        )))
+    }
+}
