@@ -8,8 +8,10 @@ mod local;
 mod proxy;
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::validation::posix_normpath;
@@ -39,8 +41,70 @@ pub fn check_artifact_path(path: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+/// Set from another thread to stop a transfer between two chunks (a Ctrl-C while a large
+/// file is copied); the transfer then fails with [`Error::Interrupted`] and leaves nothing.
+#[derive(Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// `error`, or [`Error::Interrupted`] if it came of a cancellation.
+    fn explain(&self, error: Error) -> Error {
+        if self.is_cancelled() {
+            Error::Interrupted
+        } else {
+            error
+        }
+    }
+
+    /// `inner`, failing its next read once cancelled.
+    fn reader<R: Read>(&self, inner: R) -> CancellableRead<R> {
+        CancellableRead {
+            inner,
+            cancel: self.clone(),
+        }
+    }
+}
+
+struct CancellableRead<R> {
+    inner: R,
+    cancel: Cancel,
+}
+
+impl<R: Read> Read for CancellableRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.cancel.is_cancelled() {
+            return Err(io::Error::other(CANCELLED));
+        }
+        self.inner.read(buf)
+    }
+}
+
+const CANCELLED: &str = "transfer cancelled";
+
+/// An I/O failure while moving `path`: a cancelled transfer, or what went wrong.
+fn transfer_error(action: &str, path: &Path, error: io::Error) -> Error {
+    if error.to_string() == CANCELLED {
+        Error::Interrupted
+    } else {
+        io_error(action, path, error)
+    }
+}
+
 /// Where a run's artifacts live.
-pub enum Repository {
+pub struct Repository {
+    place: Place,
+    cancel: Cancel,
+}
+
+enum Place {
     Local(PathBuf),
     Proxy(proxy::Proxy),
 }
@@ -49,32 +113,40 @@ impl Repository {
     /// The repository behind `artifact_uri`; `tracking_uri` locates the server behind a
     /// `mlflow-artifacts:` URI, as it does for MLflow.
     pub fn open(artifact_uri: &str, tracking_uri: Option<&str>) -> Result<Repository> {
-        if let Some(rest) = artifact_uri.strip_prefix("mlflow-artifacts:") {
-            return proxy::Proxy::for_scheme(rest, tracking_uri).map(Repository::Proxy);
-        }
-        if artifact_uri.starts_with("http://") || artifact_uri.starts_with("https://") {
-            return proxy::Proxy::for_url(artifact_uri).map(Repository::Proxy);
-        }
-        if let Some(rest) = artifact_uri.strip_prefix("file://") {
-            return Ok(Repository::Local(PathBuf::from(rest)));
-        }
-        if artifact_uri.contains("://") {
+        let place = if let Some(rest) = artifact_uri.strip_prefix("mlflow-artifacts:") {
+            Place::Proxy(proxy::Proxy::for_scheme(rest, tracking_uri)?)
+        } else if artifact_uri.starts_with("http://") || artifact_uri.starts_with("https://") {
+            Place::Proxy(proxy::Proxy::for_url(artifact_uri)?)
+        } else if let Some(rest) = artifact_uri.strip_prefix("file://") {
+            Place::Local(PathBuf::from(rest))
+        } else if artifact_uri.contains("://") {
             return Err(Error::invalid(format!(
                 "fastflow stores artifacts in local directories and through a tracking \
                  server's artifact proxy; '{}' is neither",
                 crate::uri::redacted(artifact_uri)
             )));
-        }
-        Ok(Repository::Local(PathBuf::from(artifact_uri)))
+        } else {
+            Place::Local(PathBuf::from(artifact_uri))
+        };
+        Ok(Repository {
+            place,
+            cancel: Cancel::default(),
+        })
+    }
+
+    /// Transfers of this repository stop once `cancel` is cancelled.
+    pub fn with_cancel(mut self, cancel: Cancel) -> Repository {
+        self.cancel = cancel;
+        self
     }
 
     /// `log_artifact`: one file into `<artifact_path>/<its name>`.
     pub fn log_file(&self, local: &Path, artifact_path: Option<&str>) -> Result<()> {
         check_local_file(local)?;
         check_artifact_path(artifact_path)?;
-        match self {
-            Repository::Local(root) => local::log_file(root, local, artifact_path),
-            Repository::Proxy(proxy) => proxy.log_file(local, artifact_path),
+        match &self.place {
+            Place::Local(root) => local::log_file(root, local, artifact_path, &self.cancel),
+            Place::Proxy(proxy) => proxy.log_file(local, artifact_path, &self.cancel),
         }
     }
 
@@ -82,9 +154,9 @@ impl Repository {
     pub fn log_dir(&self, local: &Path, artifact_path: Option<&str>) -> Result<()> {
         check_local_dir(local)?;
         check_artifact_path(artifact_path)?;
-        match self {
-            Repository::Local(root) => local::log_dir(root, local, artifact_path),
-            Repository::Proxy(proxy) => proxy.log_dir(local, artifact_path),
+        match &self.place {
+            Place::Local(root) => local::log_dir(root, local, artifact_path, &self.cancel),
+            Place::Proxy(proxy) => proxy.log_dir(local, artifact_path, &self.cancel),
         }
     }
 
@@ -92,9 +164,9 @@ impl Repository {
     /// the run's artifact root and sizes of files.
     pub fn list(&self, path: Option<&str>) -> Result<Vec<FileInfo>> {
         check_artifact_path(path)?;
-        match self {
-            Repository::Local(root) => local::list(root, path),
-            Repository::Proxy(proxy) => proxy.list(path),
+        match &self.place {
+            Place::Local(root) => local::list(root, path),
+            Place::Proxy(proxy) => proxy.list(path),
         }
     }
 
@@ -106,9 +178,9 @@ impl Repository {
             Some(path) => dest.join(path),
             None => dest.to_path_buf(),
         };
-        match self {
-            Repository::Local(root) => local::download(root, path, &landed)?,
-            Repository::Proxy(proxy) => proxy.download(path, &landed)?,
+        match &self.place {
+            Place::Local(root) => local::download(root, path, &landed, &self.cancel)?,
+            Place::Proxy(proxy) => proxy.download(path, &landed, &self.cancel)?,
         }
         Ok(landed)
     }
@@ -216,27 +288,24 @@ mod tests {
 
     #[test]
     fn uris_choose_their_repository() {
-        assert!(matches!(
-            Repository::open("/tmp/mlruns/0/r/artifacts", None),
-            Ok(Repository::Local(_))
-        ));
-        assert!(matches!(
-            Repository::open("file:///tmp/x", None),
-            Ok(Repository::Local(p)) if p == Path::new("/tmp/x")
-        ));
+        let local = Repository::open("/tmp/mlruns/0/r/artifacts", None).unwrap();
+        assert!(
+            matches!(local.place, Place::Local(p) if p == Path::new("/tmp/mlruns/0/r/artifacts"))
+        );
+        let file = Repository::open("file:///tmp/x", None).unwrap();
+        assert!(matches!(file.place, Place::Local(p) if p == Path::new("/tmp/x")));
         assert!(Repository::open("s3://bucket/x", None).is_err());
         assert!(Repository::open("mlflow-artifacts:/0/r/artifacts", None).is_err());
         assert!(Repository::open("mlflow-artifacts:/0/r", Some("sqlite:///x.db")).is_err());
-        assert!(matches!(
-            Repository::open("mlflow-artifacts:/0/r", Some("http://127.0.0.1:5000")),
-            Ok(Repository::Proxy(_))
-        ));
+        let proxied = Repository::open("mlflow-artifacts:/0/r", Some("http://127.0.0.1:5000"));
+        assert!(matches!(proxied.unwrap().place, Place::Proxy(_)));
     }
 
     #[test]
     fn files_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let repo = Repository::Local(dir.path().join("run/artifacts"));
+        let repo =
+            Repository::open(dir.path().join("run/artifacts").to_str().unwrap(), None).unwrap();
         let source = dir.path().join("model.bin");
         fs::write(&source, vec![7u8; 3 << 20]).unwrap();
         repo.log_file(&source, Some("models/best")).unwrap();
@@ -262,11 +331,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let blocker = dir.path().join("not-a-directory");
         fs::write(&blocker, b"x").unwrap();
-        let repo = Repository::Local(blocker.join("artifacts"));
+        let repo = Repository::open(blocker.join("artifacts").to_str().unwrap(), None).unwrap();
         let source = dir.path().join("a.txt");
         fs::write(&source, b"hello").unwrap();
         let error = repo.log_file(&source, None).unwrap_err();
         assert!(error.to_string().contains("Could not create the directory"));
         assert_eq!(fs::read(&blocker).unwrap(), b"x");
+    }
+
+    #[test]
+    fn a_cancelled_copy_stops_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("artifacts");
+        let cancel = Cancel::default();
+        let repo = Repository::open(root.to_str().unwrap(), None)
+            .unwrap()
+            .with_cancel(cancel.clone());
+        let source = dir.path().join("big.bin");
+        fs::write(&source, vec![1u8; 4 << 20]).unwrap();
+        cancel.cancel();
+        assert!(matches!(
+            repo.log_file(&source, None),
+            Err(Error::Interrupted)
+        ));
+        assert_eq!(fs::read_dir(&root).unwrap().count(), 0);
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! Credentials go into headers only: they never appear in an error, a log line or a repr.
 
-use std::fs::File;
+use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ use base64::Engine as _;
 use serde_json::Value as Json;
 use ureq::http::Response;
 use ureq::tls::{RootCerts, TlsConfig};
-use ureq::{Agent, Body};
+use ureq::{Agent, Body, SendBody};
 
 use crate::error::{Error, Result};
 
@@ -62,8 +62,12 @@ pub struct Client {
 pub enum Payload<'a> {
     Nothing,
     Json(&'a Json),
-    /// A file streamed as the body (re-read from its start on each attempt).
-    File(&'a Path),
+    /// A body streamed from a reader, opened afresh for each attempt: its length, and
+    /// the content type.
+    Stream {
+        open: &'a dyn Fn() -> Result<(Box<dyn Read + Send>, u64)>,
+        content_type: &'a str,
+    },
 }
 
 /// What one attempt gave: a successful response, an MLflow error, or a reason to try again.
@@ -178,15 +182,10 @@ impl Client {
                     .content_type("application/json")
                     .send(body.to_string())
             }
-            Payload::File(path) => {
-                let file = match File::open(path) {
-                    Ok(file) => file,
-                    Err(error) => {
-                        return Attempt::Failed(Error::invalid(format!(
-                            "Could not read '{}': {error}",
-                            path.display()
-                        )))
-                    }
+            Payload::Stream { open, content_type } => {
+                let (reader, length) = match open() {
+                    Ok(opened) => opened,
+                    Err(error) => return Attempt::Failed(error),
                 };
                 let mut request = match method {
                     "POST" => self.agent.post(url),
@@ -195,11 +194,25 @@ impl Client {
                 if let Some(auth) = &self.authorization {
                     request = request.header("Authorization", auth);
                 }
-                request.content_type(mime_type(path)).send(file)
+                // Sized, not chunked: what MLflow's client sends and every server takes.
+                request
+                    .header("Content-Length", length.to_string())
+                    .content_type(*content_type)
+                    .send(SendBody::from_owned_reader(BodyReader(reader)))
             }
         };
         let mut response = match sent {
             Ok(response) => response,
+            Err(ureq::Error::Io(error))
+                if error.get_ref().is_some_and(|e| e.is::<BodyReadFailed>()) =>
+            {
+                // The body's own reader failed (a file cut short, a cancelled transfer): not
+                // the connection's fault, so trying again would not help.
+                return Attempt::Failed(Error::InvalidState(format!(
+                    "Could not read what was to be sent to {}: {error}",
+                    crate::uri::redacted(url)
+                )));
+            }
             Err(error) => {
                 return Attempt::Retry {
                     reason: error.to_string(),
@@ -358,6 +371,28 @@ impl Client {
     }
 }
 
+/// A request body's reader whose failures can be told apart from the connection's.
+struct BodyReader(Box<dyn Read + Send>);
+
+#[derive(Debug)]
+struct BodyReadFailed(std::io::Error);
+
+impl std::fmt::Display for BodyReadFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for BodyReadFailed {}
+
+impl Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0
+            .read(buf)
+            .map_err(|e| std::io::Error::other(BodyReadFailed(e)))
+    }
+}
+
 /// The path of a URL, as MLflow's messages show an endpoint.
 fn endpoint_of(url: &str) -> &str {
     let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
@@ -365,7 +400,7 @@ fn endpoint_of(url: &str) -> &str {
 }
 
 /// The content type MLflow's client sends for an uploaded file, by extension.
-fn mime_type(path: &Path) -> &'static str {
+pub fn mime_type(path: &Path) -> &'static str {
     let extension = path
         .extension()
         .and_then(|e| e.to_str())

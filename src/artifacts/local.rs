@@ -4,7 +4,9 @@ use std::fs::{self, File};
 use std::io::{self, BufReader};
 use std::path::Path;
 
-use super::{create_dir, io_error, is_partial, write_atomically, FileInfo, BUFFER};
+use super::{
+    create_dir, io_error, is_partial, transfer_error, write_atomically, Cancel, FileInfo, BUFFER,
+};
 use crate::error::{Error, Result};
 
 fn target_dir(root: &Path, artifact_path: Option<&str>) -> std::path::PathBuf {
@@ -14,16 +16,16 @@ fn target_dir(root: &Path, artifact_path: Option<&str>) -> std::path::PathBuf {
     }
 }
 
-fn copy_file(source: &Path, target: &Path) -> Result<()> {
+fn copy_file(source: &Path, target: &Path, cancel: &Cancel) -> Result<()> {
     write_atomically(target, |writer, _| {
         let input = File::open(source).map_err(|e| io_error("read", source, e))?;
-        let mut reader = BufReader::with_capacity(BUFFER, input);
-        io::copy(&mut reader, writer).map_err(|e| io_error("copy", source, e))?;
+        let mut reader = cancel.reader(BufReader::with_capacity(BUFFER, input));
+        io::copy(&mut reader, writer).map_err(|e| transfer_error("copy", source, e))?;
         Ok(())
     })
 }
 
-fn copy_tree(source: &Path, target: &Path) -> Result<()> {
+fn copy_tree(source: &Path, target: &Path, cancel: &Cancel) -> Result<()> {
     create_dir(target)?;
     let entries = fs::read_dir(source).map_err(|e| io_error("read", source, e))?;
     for entry in entries {
@@ -31,21 +33,31 @@ fn copy_tree(source: &Path, target: &Path) -> Result<()> {
         let from = entry.path();
         let to = target.join(entry.file_name());
         if from.is_dir() {
-            copy_tree(&from, &to)?;
+            copy_tree(&from, &to, cancel)?;
         } else {
-            copy_file(&from, &to)?;
+            copy_file(&from, &to, cancel)?;
         }
     }
     Ok(())
 }
 
-pub(super) fn log_file(root: &Path, local: &Path, artifact_path: Option<&str>) -> Result<()> {
+pub(super) fn log_file(
+    root: &Path,
+    local: &Path,
+    artifact_path: Option<&str>,
+    cancel: &Cancel,
+) -> Result<()> {
     let name = local.file_name().unwrap_or_default();
-    copy_file(local, &target_dir(root, artifact_path).join(name))
+    copy_file(local, &target_dir(root, artifact_path).join(name), cancel)
 }
 
-pub(super) fn log_dir(root: &Path, local: &Path, artifact_path: Option<&str>) -> Result<()> {
-    copy_tree(local, &target_dir(root, artifact_path))
+pub(super) fn log_dir(
+    root: &Path,
+    local: &Path,
+    artifact_path: Option<&str>,
+    cancel: &Cancel,
+) -> Result<()> {
+    copy_tree(local, &target_dir(root, artifact_path), cancel)
 }
 
 pub(super) fn list(root: &Path, path: Option<&str>) -> Result<Vec<FileInfo>> {
@@ -77,12 +89,17 @@ pub(super) fn list(root: &Path, path: Option<&str>) -> Result<Vec<FileInfo>> {
     Ok(found)
 }
 
-pub(super) fn download(root: &Path, path: Option<&str>, landed: &Path) -> Result<()> {
+pub(super) fn download(
+    root: &Path,
+    path: Option<&str>,
+    landed: &Path,
+    cancel: &Cancel,
+) -> Result<()> {
     let source = target_dir(root, path);
     if source.is_dir() {
-        copy_tree(&source, landed)
+        copy_tree(&source, landed, cancel)
     } else if source.is_file() {
-        copy_file(&source, landed)
+        copy_file(&source, landed, cancel)
     } else {
         Err(Error::not_found(format!(
             "No artifact at '{}' in the run's artifacts",

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value as Json;
 
-use super::{check_artifact_path, io_error, write_atomically, FileInfo};
+use super::{check_artifact_path, io_error, transfer_error, write_atomically, Cancel, FileInfo};
 use crate::error::{Error, Result};
-use crate::rest::{Client, Payload};
+use crate::rest::{mime_type, Client, Payload};
 
 const SERVICE: &str = "api/2.0/mlflow-artifacts/artifacts";
 
@@ -93,7 +93,12 @@ impl Proxy {
         self.client.settings.max_retries
     }
 
-    pub(super) fn log_file(&self, local: &Path, artifact_path: Option<&str>) -> Result<()> {
+    pub(super) fn log_file(
+        &self,
+        local: &Path,
+        artifact_path: Option<&str>,
+        cancel: &Cancel,
+    ) -> Result<()> {
         let name = local
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -103,19 +108,31 @@ impl Proxy {
             None => name,
         };
         let url = self.file_url(&path);
+        let open = || -> Result<(Box<dyn io::Read + Send>, u64)> {
+            let file = fs::File::open(local).map_err(|e| io_error("read", local, e))?;
+            let length = file
+                .metadata()
+                .map_err(|e| io_error("read", local, e))?
+                .len();
+            let reader = io::BufReader::with_capacity(super::BUFFER, file);
+            Ok((Box::new(cancel.reader(reader)), length))
+        };
+        let payload = Payload::Stream {
+            open: &open,
+            content_type: mime_type(local),
+        };
         self.client
-            .send(
-                "PUT",
-                &url,
-                &[],
-                &Payload::File(local),
-                self.retries(),
-                None,
-            )
+            .send("PUT", &url, &[], &payload, self.retries(), None)
             .map(drop)
+            .map_err(|error| cancel.explain(error))
     }
 
-    pub(super) fn log_dir(&self, local: &Path, artifact_path: Option<&str>) -> Result<()> {
+    pub(super) fn log_dir(
+        &self,
+        local: &Path,
+        artifact_path: Option<&str>,
+        cancel: &Cancel,
+    ) -> Result<()> {
         let entries = fs::read_dir(local).map_err(|e| io_error("read", local, e))?;
         let mut entries: Vec<_> = entries
             .collect::<io::Result<_>>()
@@ -129,9 +146,9 @@ impl Proxy {
                     Some(dir) => format!("{dir}/{name}"),
                     None => name,
                 };
-                self.log_dir(&from, Some(&below))?;
+                self.log_dir(&from, Some(&below), cancel)?;
             } else {
-                self.log_file(&from, artifact_path)?;
+                self.log_file(&from, artifact_path, cancel)?;
             }
         }
         Ok(())
@@ -186,11 +203,16 @@ impl Proxy {
         Ok(found)
     }
 
-    pub(super) fn download(&self, path: Option<&str>, landed: &Path) -> Result<()> {
+    pub(super) fn download(
+        &self,
+        path: Option<&str>,
+        landed: &Path,
+        cancel: &Cancel,
+    ) -> Result<()> {
         let entries = self.list(path)?;
         if entries.is_empty() {
             return match path.filter(|p| !p.is_empty()) {
-                Some(path) => self.download_file(path, landed),
+                Some(path) => self.download_file(path, landed, cancel),
                 None => super::create_dir(landed),
             };
         }
@@ -198,15 +220,15 @@ impl Proxy {
         for entry in entries {
             let target: PathBuf = landed.join(&entry.path[prefix_len..]);
             if entry.is_dir {
-                self.download(Some(&entry.path), &target)?;
+                self.download(Some(&entry.path), &target, cancel)?;
             } else {
-                self.download_file(&entry.path, &target)?;
+                self.download_file(&entry.path, &target, cancel)?;
             }
         }
         Ok(())
     }
 
-    fn download_file(&self, path: &str, target: &Path) -> Result<()> {
+    fn download_file(&self, path: &str, target: &Path, cancel: &Cancel) -> Result<()> {
         let url = self.file_url(path);
         let response = self
             .client
@@ -217,11 +239,11 @@ impl Proxy {
                 )),
                 other => other,
             })?;
-        let mut body = response.into_body();
+        let mut body = cancel.reader(response.into_body().into_reader());
         write_atomically(target, |writer, temporary| {
-            io::copy(&mut body.as_reader(), writer)
+            io::copy(&mut body, writer)
                 .map(drop)
-                .map_err(|e| io_error("download into", temporary, e))
+                .map_err(|e| transfer_error("download into", temporary, e))
         })
     }
 }

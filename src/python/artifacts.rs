@@ -1,13 +1,61 @@
-//! Artifact transfers for the Python layer: URIs and paths in, work done without the GIL.
+//! Artifact transfers for the Python layer: URIs and paths in, the work done on a thread of
+//! its own while the caller, without the GIL, stays interruptible.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+use crossbeam_channel::RecvTimeoutError;
 use pyo3::prelude::*;
 
-use super::errors::IntoPyResult;
-use crate::artifacts::{self, Repository};
+use super::errors::{to_pyerr, IntoPyResult};
+use crate::artifacts::{self, Cancel, Repository};
+use crate::error::{Error, Result};
 
 type FileInfoTuple = (String, bool, Option<u64>);
+
+/// Runs `work` on the repository behind `artifact_uri` on a thread of its own and waits for
+/// it without the GIL, checking for Ctrl-C: an interrupt cancels the transfer (it stops
+/// within one buffer and leaves no partial file) and is raised as it came.
+fn transfer<T: Send + 'static>(
+    py: Python<'_>,
+    artifact_uri: String,
+    tracking_uri: Option<String>,
+    work: impl FnOnce(Repository) -> Result<T> + Send + 'static,
+) -> PyResult<T> {
+    let cancel = Cancel::default();
+    let (done, result) = crossbeam_channel::bounded(1);
+    let worker_cancel = cancel.clone();
+    std::thread::Builder::new()
+        .name("fastflow-artifacts".into())
+        .spawn(move || {
+            let outcome = Repository::open(&artifact_uri, tracking_uri.as_deref())
+                .and_then(|repository| work(repository.with_cancel(worker_cancel)));
+            let _ = done.send(outcome);
+        })
+        .map_err(|e| to_pyerr(py, Error::InvalidState(format!("Could not start: {e}"))))?;
+    let mut interrupt = None;
+    let outcome = py.detach(|| loop {
+        match result.recv_timeout(Duration::from_millis(100)) {
+            Ok(outcome) => return outcome,
+            Err(RecvTimeoutError::Timeout) if interrupt.is_none() => {
+                if let Err(err) = Python::attach(|py| py.check_signals()) {
+                    interrupt = Some(err);
+                    cancel.cancel();
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(Error::InvalidState(
+                    "the artifact transfer stopped without an answer".into(),
+                ))
+            }
+        }
+    });
+    match interrupt {
+        Some(err) => Err(err),
+        None => outcome.into_py(py),
+    }
+}
 
 #[pyfunction]
 #[pyo3(signature = (artifact_uri, local_path, artifact_path=None, tracking_uri=None))]
@@ -18,11 +66,9 @@ pub fn _log_artifact(
     artifact_path: Option<String>,
     tracking_uri: Option<String>,
 ) -> PyResult<()> {
-    py.detach(move || {
-        Repository::open(&artifact_uri, tracking_uri.as_deref())?
-            .log_file(&local_path, artifact_path.as_deref())
+    transfer(py, artifact_uri, tracking_uri, move |repository| {
+        repository.log_file(&local_path, artifact_path.as_deref())
     })
-    .into_py(py)
 }
 
 #[pyfunction]
@@ -34,11 +80,9 @@ pub fn _log_artifacts(
     artifact_path: Option<String>,
     tracking_uri: Option<String>,
 ) -> PyResult<()> {
-    py.detach(move || {
-        Repository::open(&artifact_uri, tracking_uri.as_deref())?
-            .log_dir(&local_dir, artifact_path.as_deref())
+    transfer(py, artifact_uri, tracking_uri, move |repository| {
+        repository.log_dir(&local_dir, artifact_path.as_deref())
     })
-    .into_py(py)
 }
 
 #[pyfunction]
@@ -49,11 +93,9 @@ pub fn _list_artifacts(
     path: Option<String>,
     tracking_uri: Option<String>,
 ) -> PyResult<Vec<FileInfoTuple>> {
-    let found = py
-        .detach(move || {
-            Repository::open(&artifact_uri, tracking_uri.as_deref())?.list(path.as_deref())
-        })
-        .into_py(py)?;
+    let found = transfer(py, artifact_uri, tracking_uri, move |repository| {
+        repository.list(path.as_deref())
+    })?;
     Ok(found
         .into_iter()
         .map(|f| (f.path, f.is_dir, f.file_size))
@@ -69,11 +111,9 @@ pub fn _download_artifacts(
     dst_path: PathBuf,
     tracking_uri: Option<String>,
 ) -> PyResult<String> {
-    py.detach(move || {
-        Repository::open(&artifact_uri, tracking_uri.as_deref())?
-            .download(path.as_deref(), &dst_path)
+    transfer(py, artifact_uri, tracking_uri, move |repository| {
+        repository.download(path.as_deref(), &dst_path)
     })
-    .into_py(py)
     .map(|p| p.to_string_lossy().into_owned())
 }
 

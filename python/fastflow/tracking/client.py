@@ -48,6 +48,10 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+# (tracking URI, run id) -> the run's artifact URI.
+_ARTIFACT_URIS: dict = {}
+
+
 def _resolve_artifact_location(location):
     if location and "://" not in location and ":" not in location.split("/")[0]:
         return os.path.abspath(location)
@@ -261,7 +265,16 @@ class MlflowClient:
     # ---- artifacts -------------------------------------------------------------------------
 
     def _artifact_uri(self, run_id) -> str:
-        return self.get_run(run_id).info.artifact_uri
+        # A run's artifact URI never changes: one lookup per run, as MLflow caches its
+        # artifact repositories, keeps a round trip to a server off every artifact call.
+        key = (self._tracking_uri, run_id)
+        uri = _ARTIFACT_URIS.get(key)
+        if uri is None:
+            uri = self.get_run(run_id).info.artifact_uri
+            if len(_ARTIFACT_URIS) >= 1024:
+                _ARTIFACT_URIS.clear()
+            _ARTIFACT_URIS[key] = uri
+        return uri
 
     def log_artifact(self, run_id, local_path, artifact_path=None) -> None:
         """Copies a file into the run's artifacts (streamed, without the GIL)."""
