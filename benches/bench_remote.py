@@ -283,9 +283,11 @@ class Requests:
 
 
 class Server:
-    def __init__(self, root: str):
+    def __init__(self, root: str, serve_artifacts: bool = False):
         self.directory = os.path.join(root, "server")
         os.makedirs(self.directory)
+        # Proxied artifacts: runs get mlflow-artifacts: URIs, files go through the server.
+        self.serve_artifacts = serve_artifacts
         self.db = os.path.join(self.directory, "server.db")
         self.log = os.path.join(self.directory, "server.log")
         self.port = free_port()
@@ -303,7 +305,11 @@ class Server:
             "server",
             "--backend-store-uri",
             "sqlite:///" + self.db,
-            "--default-artifact-root",
+            *(
+                ["--serve-artifacts", "--artifacts-destination"]
+                if self.serve_artifacts
+                else ["--default-artifact-root"]
+            ),
             os.path.join(self.directory, "artifacts"),
             "--host",
             "127.0.0.1",

@@ -1,0 +1,288 @@
+"""Artifact benchmark: fastflow against MLflow 3.17.2, a large file logged beside a training loop.
+
+    python benches/bench_artifacts.py            # full run, about four minutes
+    python benches/bench_artifacts.py --quick    # smaller counts, for a smoke run
+
+A training loop keeps logging metrics while another thread logs a large artifact (a model
+checkpoint, say). The loop must not notice: this measures what one ``log_metric`` call costs
+in the loop thread while ``log_artifact`` copies a 100 MB file, against the same loop with no
+copy running, and how long each ``log_artifact`` takes. Both tools run the same script; the
+destinations are a local SQLite store (artifacts in a directory) and one real ``mlflow server
+--serve-artifacts`` on 127.0.0.1 (artifacts uploaded through its proxy).
+
+The loop logs in timed batches (100 calls; 5 for MLflow), paced at about 20,000 calls a
+second: a busy training loop, but one a store can keep up with, so the figure is the cost of
+the call and not of a full queue. Every trial runs in a fresh child process; figures are
+medians over the trials' batches. The target: the loop's median per-call cost while a copy
+runs stays under 2 us. The exit status is nonzero if a measurement failed or a target was missed.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Optional
+
+# The scripts' shared helpers live beside them; this finds them whatever the working directory.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _bench import (  # noqa: E402
+    ERR,
+    NONE,
+    attempter,
+    cell,
+    fmt_ratio,
+    fmt_seconds,
+    fmt_time_ns,
+    header_line,
+    measure_in_tempdir,
+    median,
+    mlflow_name,
+    parse_args,
+    quotient,
+    report,
+    run_worker,
+    serve_worker,
+    spread,
+    sqlite_uri,
+    table_head,
+    tracking_module,
+    verdict,
+)
+from bench_remote import Server  # noqa: E402
+
+MAX_CALL_DURING_COPY_NS = 2_000
+# Calls per timed batch: MLflow's calls take milliseconds, so its batches are shorter.
+BATCH = {"fastflow": 100, "mlflow": 5}
+# Seconds between batches: with fastflow's calls this paces the loop near 20,000 calls/s.
+PAUSE_S = 0.005
+WORKER_TIMEOUT_S = 900
+
+
+@dataclass(frozen=True)
+class Plan:
+    size_mb: int
+    copies: int
+    trials: int
+    idle_s: float
+
+
+FULL = Plan(size_mb=100, copies=4, trials=3, idle_s=1.0)
+QUICK = Plan(size_mb=20, copies=2, trials=1, idle_s=0.5)
+
+
+def write_payload(path: str, size_mb: int) -> None:
+    chunk = os.urandom(1 << 20)
+    with open(path, "wb") as f:
+        for _ in range(size_mb):
+            f.write(chunk)
+
+
+def worker_beside_a_copy(workdir: str, tool: str, uri: Optional[str], plan: dict) -> dict:
+    """The loop's per-call cost alone and while ``log_artifact`` copies, and each copy's time."""
+    module = tracking_module(tool)
+    module.set_tracking_uri(uri or sqlite_uri(os.path.join(workdir, "store.db")))
+    payload = os.path.join(workdir, "checkpoint.bin")
+    write_payload(payload, plan["size_mb"])
+    step = 0
+    batch = BATCH[tool]
+
+    def loop(stop: threading.Event, per_call_ns: list) -> None:
+        nonlocal step
+        while not stop.is_set():
+            start = time.perf_counter_ns()
+            for _ in range(batch):
+                module.log_metric("loss", 0.5, step=step)
+                step += 1
+            per_call_ns.append((time.perf_counter_ns() - start) / batch)
+            time.sleep(PAUSE_S)
+
+    def beside(work) -> list:
+        stop, per_call_ns = threading.Event(), []
+        thread = threading.Thread(target=loop, args=(stop, per_call_ns))
+        thread.start()
+        try:
+            work()
+        finally:
+            stop.set()
+            thread.join()
+        return per_call_ns
+
+    with module.start_run() as run:
+        module.log_metric("warm-up", 0.0)
+        idle = beside(lambda: time.sleep(plan["idle_s"]))
+        copy_s = []
+
+        def copies() -> None:
+            for k in range(plan["copies"]):
+                start = time.perf_counter()
+                module.log_artifact(payload, artifact_path=f"checkpoints/{k}")
+                copy_s.append(time.perf_counter() - start)
+
+        during = beside(copies)
+    listed = module.MlflowClient().list_artifacts(run.info.run_id, "checkpoints/0")
+    if [f.file_size for f in listed] != [plan["size_mb"] << 20]:
+        raise RuntimeError(f"the artifact was not logged whole: {listed}")
+    return {
+        "idle_ns": idle,
+        "during_ns": during,
+        "copy_s": copy_s,
+        "version": getattr(module, "__version__", None),
+    }
+
+
+WORKERS = {"beside-a-copy": worker_beside_a_copy}
+
+
+@dataclass
+class Figures:
+    idle_ns: list = field(default_factory=list)
+    during_ns: list = field(default_factory=list)
+    copy_s: list = field(default_factory=list)
+
+
+@dataclass
+class Results:
+    # (destination, tool) -> figures
+    figures: dict = field(default_factory=dict)
+    mlflow_version: Optional[str] = None
+
+
+DESTINATIONS = ("local store", "mlflow server proxy")
+TOOLS = ("fastflow", "mlflow")
+
+
+def start(server: Server) -> None:
+    server.start()
+    server.settle()
+    # The proxy's first transfers are slow (its artifact handlers load on first use).
+    for _ in range(3):
+        url = f"{server.uri}/api/2.0/mlflow-artifacts/artifacts/warm-up/payload.bin"
+        request = urllib.request.Request(url, data=os.urandom(1 << 20), method="PUT")
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            answer.read()
+        with urllib.request.urlopen(url, timeout=120) as answer:
+            answer.read()
+
+
+def measure(plan: Plan, root: str, errors: dict) -> Results:
+    res = Results()
+    attempt = attempter(errors, catch=(Exception,))
+    server = Server(root, serve_artifacts=True)
+    # A fresh server answers its first requests slowly; settled, it serves both tools alike.
+    attempt("start mlflow server --serve-artifacts", lambda: start(server))
+    try:
+        for trial in range(plan.trials):
+            for destination in DESTINATIONS:
+                uri = server.uri if destination != "local store" else None
+                # Alternating who goes first spreads a slow spell of the machine over both.
+                for tool in TOOLS if trial % 2 == 0 else TOOLS[::-1]:
+                    figures = res.figures.setdefault((destination, tool), Figures())
+
+                    def one(tool=tool, uri=uri, figures=figures) -> None:
+                        out = run_worker(
+                            __file__,
+                            root,
+                            "beside-a-copy",
+                            WORKER_TIMEOUT_S,
+                            tool=tool,
+                            uri=uri,
+                            plan={
+                                "size_mb": plan.size_mb,
+                                "copies": plan.copies,
+                                "idle_s": plan.idle_s,
+                            },
+                        )
+                        figures.idle_ns += out["idle_ns"]
+                        figures.during_ns += out["during_ns"]
+                        figures.copy_s += out["copy_s"]
+                        if tool == "mlflow":
+                            res.mlflow_version = out["version"]
+
+                    attempt(f"{tool}, {destination}, trial {trial + 1}", one)
+    finally:
+        server.stop()
+    return res
+
+
+def build_rows(plan: Plan, res: Results, baseline: str) -> tuple:
+    """Rows of (measurement, fastflow, baseline, ratio, target, result), and the targets."""
+    rows, targets = [], []
+    for destination in DESTINATIONS:
+        ours = res.figures.get((destination, "fastflow"), Figures())
+        theirs = res.figures.get((destination, "mlflow"), Figures())
+        idle = (median(ours.idle_ns), median(theirs.idle_ns))
+        during = (median(ours.during_ns), median(theirs.during_ns))
+        copy = (median(ours.copy_s), median(theirs.copy_s))
+        ok = during[0] is not None and during[0] < MAX_CALL_DURING_COPY_NS
+        result = verdict(ok) if during[0] is not None else ERR
+        targets.append((f"log_metric beside a copy ({destination})", result))
+        alone = f"{destination}: log_metric per call, loop alone"
+        rows.append((alone, *_cells(idle, fmt_time_ns), NONE, NONE))
+        rows.append(
+            (
+                f"  while log_artifact copies {plan.size_mb} MB",
+                *_cells(during, fmt_time_ns),
+                f"< {fmt_time_ns(MAX_CALL_DURING_COPY_NS)}",
+                result,
+            )
+        )
+        copied = f"  log_artifact of {plan.size_mb} MB"
+        rows.append((copied, *_cells(copy, fmt_seconds), NONE, NONE))
+    return rows, targets
+
+
+def _cells(pair: tuple, fmt) -> tuple:
+    ours, theirs = pair
+    return cell(ours, fmt), cell(theirs, fmt), cell(quotient(theirs, ours), fmt_ratio)
+
+
+def details(plan: Plan, res: Results, baseline: str) -> list:
+    lines = []
+    for (destination, tool), figures in res.figures.items():
+        name = "fastflow" if tool == "fastflow" else baseline
+        for label, values, fmt in (
+            ("per call, loop alone", figures.idle_ns, fmt_time_ns),
+            ("per call, beside a copy", figures.during_ns, fmt_time_ns),
+            (f"log_artifact of {plan.size_mb} MB", figures.copy_s, fmt_seconds),
+        ):
+            if values:
+                lines.append(f"{name}, {destination}, {label}: {spread(values, fmt)}")
+    if res.figures:
+        batches = statistics.median(len(f.during_ns) for f in res.figures.values())
+        lines.append(f"median batches timed beside the copies, per tool and destination: {batches}")
+    return lines
+
+
+def main(argv: Optional[list] = None) -> int:
+    args = parse_args(__doc__, argv)
+    if args.worker:
+        return serve_worker(args.worker, WORKERS)
+
+    plan = QUICK if args.quick else FULL
+    mode = "quick" if args.quick else "full"
+    errors: dict = {}
+    res = measure_in_tempdir("bench_artifacts", mode, lambda root: measure(plan, root, errors))
+
+    baseline = mlflow_name(res.mlflow_version)
+    rows, targets = build_rows(plan, res, baseline)
+    return report(
+        header_line(baseline, [f"{plan.trials} trials x {plan.copies} copies"], mode),
+        table_head(baseline),
+        rows,
+        legend=[
+            "Ratio = baseline time / fastflow time; above 1 means fastflow is faster.",
+            "All figures are medians over every timed batch or copy of every trial:",
+        ],
+        details=details(plan, res, baseline),
+        targets=targets,
+        errors=errors,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
