@@ -7,6 +7,7 @@ SQLite schema, so MLflow's UI and client read them.
 from fastflow import artifacts, entities, exceptions, tracking
 from fastflow._context import get_tracking_uri, set_tracking_uri
 from fastflow._fastflow import __version__, log_metric, log_metrics
+from fastflow._media import Image
 from fastflow.entities import Experiment, Metric, Param, Run, RunInfo, RunStatus, RunTag, ViewType
 from fastflow.exceptions import MlflowException
 from fastflow.fluent import (
@@ -25,11 +26,16 @@ from fastflow.fluent import (
     get_parent_run,
     get_run,
     last_active_run,
+    load_table,
     log_artifact,
     log_artifacts,
     log_dict,
+    log_figure,
+    log_image,
     log_param,
     log_params,
+    log_stream,
+    log_table,
     log_text,
     restore_experiment,
     restore_run,
@@ -47,6 +53,7 @@ from fastflow.tracking import MlflowClient
 __all__ = [
     "ActiveRun",
     "Experiment",
+    "Image",
     "Metric",
     "MlflowClient",
     "MlflowException",
@@ -75,13 +82,18 @@ __all__ = [
     "get_run",
     "get_tracking_uri",
     "last_active_run",
+    "load_table",
     "log_artifact",
     "log_artifacts",
     "log_dict",
+    "log_figure",
+    "log_image",
     "log_metric",
     "log_metrics",
     "log_param",
     "log_params",
+    "log_stream",
+    "log_table",
     "log_text",
     "restore_experiment",
     "restore_run",

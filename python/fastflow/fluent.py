@@ -440,6 +440,31 @@ def log_dict(dictionary, artifact_file, run_id=None) -> None:
     _client().log_dict(_artifact_run_id(run_id), dictionary, artifact_file)
 
 
+def log_stream(stream, artifact_file, run_id=None) -> None:
+    _client().log_stream(_artifact_run_id(run_id), stream, artifact_file)
+
+
+def log_figure(figure, artifact_file, *, save_kwargs=None) -> None:
+    _client().log_figure(_artifact_run_id(None), figure, artifact_file, save_kwargs=save_kwargs)
+
+
+def log_image(
+    image, artifact_file=None, key=None, step=None, timestamp=None, synchronous=False
+) -> None:
+    _client().log_image(
+        _artifact_run_id(None), image, artifact_file, key, step, timestamp, synchronous
+    )
+
+
+def log_table(data, artifact_file, run_id=None) -> None:
+    _client().log_table(_artifact_run_id(run_id), data, artifact_file)
+
+
+def load_table(artifact_file, run_ids=None, extra_columns=None):
+    """The table ``artifact_file`` of the active experiment's runs, as a pandas DataFrame."""
+    return _client().load_table(_get_experiment_id(), artifact_file, run_ids, extra_columns)
+
+
 def get_artifact_uri(artifact_path=None) -> str:
     """The URI of the active run's artifacts, or of ``artifact_path`` among them."""
     root = _get_or_start_run().info.artifact_uri

@@ -5,14 +5,32 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import logging
 import os
 import posixpath
+import re
+import shutil
+import sys
 import tempfile
 import time
+import uuid
 
-from fastflow import _context, _fastflow, _search
+from fastflow import _context, _fastflow, _media, _search
 from fastflow.entities import Experiment, FileInfo, Metric, Run, RunInfo, RunStatus, ViewType
-from fastflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
+from fastflow.exceptions import (
+    INVALID_PARAMETER_VALUE,
+    RESOURCE_DOES_NOT_EXIST,
+    MlflowException,
+)
+
+_logger = logging.getLogger("fastflow")
+
+_LOGGED_IMAGES_TAG = "mlflow.loggedImages"
+_LOGGED_ARTIFACTS_TAG = "mlflow.loggedArtifacts"
+_IMAGE_KEY = re.compile(r"^[a-zA-Z0-9_\-./ ]+$")
+# Characters that would break the LIKE filter ``load_table`` finds a table's runs with.
+_TABLE_FILE_FORBIDDEN = ('"', "'", ",", ":", "[", "]", "{", "}")
+_PLOTLY_IMAGE_EXTENSIONS = (".png", ".jpeg", ".webp", ".svg", ".pdf")
 
 # MLflow adds this explanation to every invalid-parameter error of `log_param`.
 _PARAM_VALIDATION_MSG = """
@@ -56,6 +74,57 @@ def _resolve_artifact_location(location):
     if location and "://" not in location and ":" not in location.split("/")[0]:
         return os.path.abspath(location)
     return location
+
+
+def _figure_saver(figure, artifact_file, save_kwargs):
+    """A function writing ``figure`` to a path, chosen before any file is made."""
+    # Checking a library's type only once it is loaded lets plotly figures be logged where
+    # matplotlib is not installed, and the other way round.
+    if "matplotlib" in sys.modules:
+        import matplotlib.figure
+
+        if isinstance(figure, matplotlib.figure.Figure):
+            return lambda path: figure.savefig(path, **save_kwargs)
+    if "plotly" in sys.modules:
+        import plotly.graph_objects
+
+        if isinstance(figure, plotly.graph_objects.Figure):
+            extension = os.path.splitext(artifact_file)[1]
+            if extension == ".html":
+                # A page that loads plotly.js from its CDN stays small.
+                html_kwargs = {"include_plotlyjs": "cdn", "auto_open": False, **save_kwargs}
+                return lambda path: figure.write_html(path, **html_kwargs)
+            if extension in _PLOTLY_IMAGE_EXTENSIONS:
+                return lambda path: figure.write_image(path, **save_kwargs)
+            raise TypeError(f"Unsupported file extension for plotly figure: '{extension}'")
+    raise TypeError(f"Unsupported figure object type: '{type(figure)}'")
+
+
+def _check_table_file_name(artifact_file):
+    for char in _TABLE_FILE_FORBIDDEN:
+        if char in artifact_file:
+            raise ValueError(f"The artifact_file contains forbidden character: {char}")
+
+
+def _read_table(path):
+    import pandas as pd
+
+    if path.endswith(".json"):
+        return pd.read_json(path, orient="split")
+    if path.endswith(".parquet"):
+        return pd.read_parquet(path)
+    raise ValueError(f"Unsupported file type in {path}. Expected .json or .parquet")
+
+
+def _write_table(data, path):
+    if path.endswith(".json"):
+        data.to_json(path, orient="split", index=False, date_format="iso")
+    else:
+        data.to_parquet(path, index=False)
+
+
+def _artifact_dir(artifact_file):
+    return posixpath.dirname(posixpath.normpath(artifact_file)) or None
 
 
 class MlflowClient:
@@ -315,6 +384,211 @@ class MlflowClient:
                     yaml.dump(dictionary, f, indent=2, default_flow_style=False)
                 else:
                     json.dump(dictionary, f, indent=2, default=str)
+
+    def log_stream(self, run_id, stream, artifact_file) -> None:
+        """What a binary file-like object (``io.BytesIO``, an open file) reads to its end."""
+        with self._artifact_file(run_id, artifact_file) as path:
+            with open(path, "wb") as f:
+                shutil.copyfileobj(stream, f)
+
+    def log_figure(self, run_id, figure, artifact_file, *, save_kwargs=None) -> None:
+        """A matplotlib figure (in any format ``savefig`` knows from the extension) or a
+        plotly one (``.html``, or ``.png``/``.jpeg``/``.webp``/``.svg``/``.pdf`` through
+        ``write_image``, which needs kaleido)."""
+        save = _figure_saver(figure, artifact_file, dict(save_kwargs or {}))
+        with self._artifact_file(run_id, artifact_file) as path:
+            save(path)
+
+    def log_image(
+        self,
+        run_id,
+        image,
+        artifact_file=None,
+        key=None,
+        step=None,
+        timestamp=None,
+        synchronous=None,
+    ) -> None:
+        """A numpy array, PIL image or ``Image`` saved as ``artifact_file``, or as the point
+        ``step`` of the image series ``key``: a PNG and a small WebP preview under ``images/``,
+        the files MLflow's UI shows as an image chart. Files are written before this returns,
+        whatever ``synchronous`` says."""
+        if artifact_file is not None and any(a is not None for a in (key, step, timestamp)):
+            raise TypeError(
+                "The `artifact_file` parameter cannot be used in conjunction with `key`, "
+                "`step`, or `timestamp` parameters. Please ensure that `artifact_file` is "
+                "specified alone, without any of these conflicting parameters."
+            )
+        if artifact_file is None and key is None:
+            raise TypeError(
+                "Invalid arguments: Please specify exactly one of `artifact_file` or `key`. Use "
+                "`key` to log dynamic image charts or `artifact_file` for saving static images. "
+            )
+        image = _media.to_pil(image)
+        if artifact_file is not None:
+            with self._artifact_file(run_id, artifact_file) as path:
+                image.save(path)
+            return
+        if not _IMAGE_KEY.match(key):
+            raise ValueError(
+                "The `key` parameter may only contain alphanumerics, underscores (_), "
+                "dashes (-), periods (.), spaces ( ), and slashes (/)."
+                f"The provided key `{key}` contains invalid characters."
+            )
+        # MLflow's UI finds a series' files by this name; a slash would make a subdirectory.
+        stem = (
+            f"images/{key.replace('/', '~')}+step+{step or 0}"
+            f"+timestamp+{timestamp or _now_ms()}+{uuid.uuid4()}"
+        )
+        preview = _media.preview(image)
+        with self._artifact_file(run_id, stem + ".png") as path:
+            image.save(path)
+        with self._artifact_file(run_id, stem + "+compressed.webp") as path:
+            preview.save(path)
+        self.set_tag(run_id, _LOGGED_IMAGES_TAG, True)
+
+    def log_table(self, run_id, data, artifact_file) -> None:
+        """A DataFrame or dict of columns as a table: ``.json`` (pandas' split orient) or
+        ``.parquet``. Rows are appended to the table already logged there. Columns of images
+        are stored as PNG and WebP files under ``table_images/`` and referenced from the
+        table, as MLflow's UI expects."""
+        import pandas as pd
+
+        _check_table_file_name(artifact_file)
+        if not artifact_file.endswith((".json", ".parquet")):
+            raise ValueError(
+                f"Invalid artifact file path '{artifact_file}'. Please ensure the file you are "
+                "trying to log as a table has a file name with either '.json' "
+                "or '.parquet' extension."
+            )
+        if not isinstance(data, (pd.DataFrame, dict)):
+            raise MlflowException.invalid_parameter_value(
+                "data must be a pandas.DataFrame or a dictionary"
+            )
+        if isinstance(data, dict):
+            try:
+                data = pd.DataFrame(data)
+            except ValueError:
+                # Only scalars, e.g. {"question": "What is it?"}: one row.
+                data = pd.DataFrame([data])
+        data = self._store_table_images(run_id, data, artifact_file)
+        logged = [f.path for f in self.list_artifacts(run_id, _artifact_dir(artifact_file))]
+        if artifact_file in logged:
+            with tempfile.TemporaryDirectory() as tmp:
+                earlier = _read_table(self.download_artifacts(run_id, artifact_file, tmp))
+            data = pd.concat([earlier, data], ignore_index=True)
+        with self._artifact_file(run_id, artifact_file) as path:
+            try:
+                _write_table(data, path)
+            except Exception as e:
+                raise MlflowException(
+                    f"Failed to save {data} as table as the data is not JSON serializable. "
+                    f"Error: {e}"
+                ) from e
+        tables = json.loads(self.get_run(run_id).data.tags.get(_LOGGED_ARTIFACTS_TAG, "[]"))
+        entry = {"path": artifact_file, "type": "table"}
+        if entry not in tables:
+            tables.append(entry)
+            self.set_tag(run_id, _LOGGED_ARTIFACTS_TAG, json.dumps(tables))
+
+    def _store_table_images(self, run_id, data, artifact_file):
+        """``data`` with each column of images replaced by references to their logged files."""
+        from pandas.api.types import is_object_dtype
+
+        # Images can only be in columns of Python objects.
+        if not any(is_object_dtype(dtype) for dtype in data.dtypes):
+            return data
+        table_name = os.path.splitext(artifact_file)[0]
+
+        def store(image):
+            stem = posixpath.join("table_images", table_name, str(uuid.uuid4()))
+            with self._artifact_file(run_id, stem + ".png") as path:
+                image.save(path)
+            with self._artifact_file(run_id, stem + ".webp") as path:
+                _media.preview(image).save(path)
+            return {
+                "type": "image",
+                "filepath": stem + ".png",
+                "compressed_filepath": stem + ".webp",
+            }
+
+        stored = data
+        for column in data.columns:
+            is_image = data[column].map(_media.looks_like_image)
+            if any(is_image) and not all(is_image):
+                raise ValueError(
+                    f"Column `{column}` contains a mix of images and non-images. "
+                    "Please ensure that all elements in the column are of the same type."
+                )
+            if all(is_image):
+                if stored is data:
+                    # The caller's DataFrame keeps its images.
+                    stored = data.copy()
+                stored[column] = data[column].map(store)
+        return stored
+
+    def load_table(self, experiment_id, artifact_file, run_ids=None, extra_columns=None):
+        """The rows of table ``artifact_file`` from every run of the experiment that logged
+        it (or from those of ``run_ids``), newest run first. ``extra_columns`` names columns
+        of ``search_runs``' DataFrame (``run_id``, ``tags.x``...) to add to each run's rows."""
+        import pandas as pd
+
+        _check_table_file_name(artifact_file)
+        pattern = f'"path"%:%"{artifact_file}",%"type"%:%"table"'
+        filter_string = f"tags.{_LOGGED_ARTIFACTS_TAG} LIKE '%{pattern}%'"
+        if run_ids:
+            filter_string += f" and attributes.run_id IN ({','.join(map(repr, run_ids))})"
+        runs = self._search_runs_frame(experiment_id, filter_string)
+        if run_ids and len(run_ids) != len(runs):
+            _logger.warning(
+                "Not all runs have the specified table artifact. Some runs will be skipped."
+            )
+        if runs.empty:
+            raise MlflowException(
+                "No runs found with the corresponding table artifact.", RESOURCE_DOES_NOT_EXIST
+            )
+        return pd.concat(
+            [self._load_run_table(run, artifact_file, extra_columns) for _, run in runs.iterrows()],
+            ignore_index=True,
+        )
+
+    def _search_runs_frame(self, experiment_id, filter_string):
+        columns = self._tracker.search_runs(
+            [str(experiment_id)],
+            filter_string,
+            int(ViewType.ACTIVE_ONLY),
+            [],
+            0,
+            _search.SEARCH_MAX_RESULTS_PANDAS,
+            as_columns=True,
+        )
+        return _search.frame(columns)
+
+    def _load_run_table(self, run, artifact_file, extra_columns):
+        """One run's table; ``run`` is its row of ``search_runs``' DataFrame."""
+        run_id = run["run_id"]
+        files = [
+            f.path
+            for f in self.list_artifacts(run_id, _artifact_dir(artifact_file))
+            if not f.is_dir
+        ]
+        if artifact_file not in files:
+            raise MlflowException(
+                f"Artifact {artifact_file} not found for run {run_id}.", RESOURCE_DOES_NOT_EXIST
+            )
+        with tempfile.TemporaryDirectory() as tmp:
+            table = _read_table(self.download_artifacts(run_id, artifact_file, tmp))
+        for column in extra_columns or ():
+            name = column
+            if column in table:
+                _logger.warning(
+                    "Column name %s already exists in the table. Resolving the conflict, by "
+                    "appending an underscore to the column name.",
+                    column,
+                )
+                name = f"{column}_"
+            table[name] = run[column]
+        return table
 
     def list_artifacts(self, run_id, path=None):
         return [
