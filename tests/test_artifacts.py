@@ -160,3 +160,41 @@ def test_an_unwritable_destination_is_refused_and_keeps_what_was_logged(db_uri, 
     oracle = mlflow.MlflowClient(tracking_uri=db_uri)
     assert oracle.get_run(run.info.run_id).data.metrics == {"kept": 1.0, "after": 2.0}
     assert blocker.read_text().startswith("a file")
+
+
+_INTERRUPTED = """
+import os, signal, sys, threading, time
+import fastflow
+path, uri = sys.argv[1:]
+with open(path, "wb") as f:
+    chunk = os.urandom(1 << 20)
+    for _ in range(2048):
+        f.write(chunk)
+fastflow.set_tracking_uri(uri)
+with fastflow.start_run() as run:
+    fastflow.log_metric("kept", 1.0)
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+    start = time.monotonic()
+    try:
+        fastflow.log_artifact(path, "big")
+        print("finished")
+    except KeyboardInterrupt:
+        print("interrupted", time.monotonic() - start, run.info.artifact_uri, run.info.run_id)
+"""
+
+
+def test_ctrl_c_stops_a_large_copy_and_leaves_no_partial_file(db_uri, tmp_path, mlflow):
+    done = subprocess.run(
+        [sys.executable, "-c", _INTERRUPTED, str(tmp_path / "big.bin"), db_uri],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    outcome, seconds, artifact_uri, run_id = done.stdout.split()
+    assert outcome == "interrupted"
+    assert float(seconds) < 5
+    assert not os.path.exists(os.path.join(artifact_uri, "big")) or not os.listdir(
+        os.path.join(artifact_uri, "big")
+    )
+    assert mlflow.MlflowClient(tracking_uri=db_uri).get_run(run_id).data.metrics == {"kept": 1.0}

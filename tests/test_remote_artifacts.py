@@ -173,3 +173,22 @@ def test_a_local_store_cannot_reach_a_proxy_uri(db_uri, tmp_path):
     (tmp_path / "f.txt").write_text("x")
     with pytest.raises(fastflow.MlflowException, match="tracking URI must be a valid http"):
         client.log_artifact(run.info.run_id, str(tmp_path / "f.txt"))
+
+
+def test_images_and_tables_through_the_proxy(server, mlflow):
+    import numpy as np
+
+    fastflow.set_tracking_uri(server.uri)
+    pixels = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+    with fastflow.start_run() as run:
+        fastflow.log_image(pixels, key="samples", step=2)
+        fastflow.log_table({"q": ["a", "b"], "score": [0.5, 1.0]}, "eval/table.json")
+        fastflow.log_table({"q": ["c"], "score": [0.0]}, "eval/table.json")
+    oracle = mlflow.MlflowClient(tracking_uri=server.uri)
+    names = [f.path for f in oracle.list_artifacts(run.info.run_id, "images")]
+    assert len(names) == 2
+    assert all(n.startswith("images/samples+step+2+timestamp+") for n in names)
+    assert oracle.get_run(run.info.run_id).data.tags["mlflow.loggedImages"] == "True"
+    mlflow.set_tracking_uri(server.uri)
+    table = mlflow.load_table("eval/table.json", run_ids=[run.info.run_id])
+    assert list(table["q"]) == ["a", "b", "c"]
