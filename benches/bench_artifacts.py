@@ -229,12 +229,12 @@ def build_rows(plan: Plan, res: Results, baseline: str) -> tuple:
         idle = (median(ours.idle_ns), median(theirs.idle_ns))
         during = (median(ours.during_ns), median(theirs.during_ns))
         copy = (median(ours.copy_s), median(theirs.copy_s))
-        alone = (median(ours.alone_s), median(theirs.alone_s))
+        copy_alone = (median(ours.alone_s), median(theirs.alone_s))
         ok = during[0] is not None and during[0] < MAX_CALL_DURING_COPY_NS
         result = verdict(ok) if during[0] is not None else ERR
         targets.append((f"log_metric beside a copy ({destination})", result))
-        alone = f"{destination}: log_metric per call, loop alone"
-        rows.append((alone, *_cells(idle, fmt_time_ns), NONE, NONE))
+        label = f"{destination}: log_metric per call, loop alone"
+        rows.append((label, *_cells(idle, fmt_time_ns), NONE, NONE))
         rows.append(
             (
                 f"  while log_artifact copies {plan.size_mb} MB",
@@ -246,7 +246,7 @@ def build_rows(plan: Plan, res: Results, baseline: str) -> tuple:
         copied = f"  log_artifact of {plan.size_mb} MB, beside the loop"
         rows.append((copied, *_cells(copy, fmt_seconds), NONE, NONE))
         copied = f"  log_artifact of {plan.size_mb} MB, nothing else running"
-        rows.append((copied, *_cells(alone, fmt_seconds), NONE, NONE))
+        rows.append((copied, *_cells(copy_alone, fmt_seconds), NONE, NONE))
     return rows, targets
 
 
