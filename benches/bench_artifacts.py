@@ -112,23 +112,22 @@ def worker_beside_a_copy(workdir: str, tool: str, uri: Optional[str], plan: dict
             thread.join()
         return per_call_ns
 
+    copy_s, alone_s = [], []
+
+    def copies(into: list, prefix: str) -> None:
+        for k in range(plan["copies"]):
+            start = time.perf_counter()
+            module.log_artifact(payload, artifact_path=f"{prefix}/{k}")
+            into.append(time.perf_counter() - start)
+
     with module.start_run() as run:
         module.log_metric("warm-up", 0.0)
-        idle = beside(lambda: time.sleep(plan["idle_s"]))
-        copy_s, alone_s = [], []
-
-        def copies(into: list, prefix: str) -> None:
-            for k in range(plan["copies"]):
-                start = time.perf_counter()
-                module.log_artifact(payload, artifact_path=f"{prefix}/{k}")
-                into.append(time.perf_counter() - start)
-
-        during = beside(lambda: copies(copy_s, "checkpoints"))
-        # Beside the loop, a server also takes in the loop's points (fastflow sends far more
-        # of them): copies with nothing else running show the transfer itself.
-        if tool == "fastflow":
-            module.flush()
+        # First, while the run has no points: beside the loop, a server is also busy taking
+        # in the loop's points (fastflow sends far more of them), so copies with nothing else
+        # running are what shows the transfer itself.
         copies(alone_s, "alone")
+        idle = beside(lambda: time.sleep(plan["idle_s"]))
+        during = beside(lambda: copies(copy_s, "checkpoints"))
     listed = module.MlflowClient().list_artifacts(run.info.run_id, "checkpoints/0")
     if [f.file_size for f in listed] != [plan["size_mb"] << 20]:
         raise RuntimeError(f"the artifact was not logged whole: {listed}")

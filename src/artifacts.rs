@@ -8,7 +8,7 @@ mod local;
 mod proxy;
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -53,6 +53,14 @@ impl Cancel {
 
     fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::Relaxed)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.is_cancelled() {
+            Err(Error::Interrupted)
+        } else {
+            Ok(())
+        }
     }
 
     /// `error`, or [`Error::Interrupted`] if it came of a cancellation.
@@ -241,7 +249,7 @@ fn is_partial(name: &str) -> bool {
 /// when complete and synced; on failure nothing is left behind.
 fn write_atomically(
     target: &Path,
-    fill: impl FnOnce(&mut BufWriter<File>, &Path) -> Result<()>,
+    fill: impl FnOnce(&mut File, &Path) -> Result<()>,
 ) -> Result<()> {
     let parent = target.parent().unwrap_or(Path::new("."));
     create_dir(parent)?;
@@ -251,15 +259,8 @@ fn write_atomically(
         .unwrap_or_default();
     let temporary = parent.join(format!(".{name}.{}.partial", uuid::Uuid::new_v4().simple()));
     let result = (|| {
-        let output = File::create(&temporary).map_err(|e| io_error("write", &temporary, e))?;
-        let mut writer = BufWriter::with_capacity(BUFFER, output);
-        fill(&mut writer, &temporary)?;
-        writer
-            .flush()
-            .map_err(|e| io_error("write", &temporary, e))?;
-        let output = writer
-            .into_inner()
-            .map_err(|e| io_error("write", &temporary, e.into_error()))?;
+        let mut output = File::create(&temporary).map_err(|e| io_error("write", &temporary, e))?;
+        fill(&mut output, &temporary)?;
         output
             .sync_all()
             .map_err(|e| io_error("write", &temporary, e))?;

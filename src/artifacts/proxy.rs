@@ -240,9 +240,10 @@ impl Proxy {
                 other => other,
             })?;
         let mut body = cancel.reader(response.into_body().into_reader());
-        write_atomically(target, |writer, temporary| {
-            io::copy(&mut body, writer)
-                .map(drop)
+        write_atomically(target, |output, temporary| {
+            let mut writer = io::BufWriter::with_capacity(super::BUFFER, output);
+            io::copy(&mut body, &mut writer)
+                .and_then(|_| io::Write::flush(&mut writer))
                 .map_err(|e| transfer_error("download into", temporary, e))
         })
     }
