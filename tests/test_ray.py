@@ -225,7 +225,11 @@ def test_tune_callback_logs_a_parent_and_a_child_per_trial(db_uri, ray_cluster, 
         trainable,
         param_space={"lr": tune.grid_search(lrs), "model": {"depth": 3}},
         run_config=tune.RunConfig(
-            callbacks=[MLflowLoggerCallback(experiment_name="sweep", tags={"team": "ml"})],
+            callbacks=[
+                MLflowLoggerCallback(
+                    experiment_name="sweep", tags={"team": "ml"}, save_artifact=True
+                )
+            ],
             storage_path=str(tmp_path / "ray_results"),
             verbose=0,
         ),
@@ -251,6 +255,9 @@ def test_tune_callback_logs_a_parent_and_a_child_per_trial(db_uri, ray_cluster, 
         assert {m.step: m.value for m in history} == {i: lr * i for i in expected_iterations}
         assert _steps(oracle, child.info.run_id, "nested/loss") == expected_iterations
         assert child.info.status == ("FAILED" if lr == 0.4 else "FINISHED")
+        # save_artifact=True: the trial's directory, as MLflow's client lists it.
+        logged = {f.path for f in oracle.list_artifacts(child.info.run_id)}
+        assert {"params.json", "result.json"} <= logged, logged
 
 
 def test_setup_mlflow_logs_child_runs_of_the_driver_run(db_uri, ray_cluster, mlflow, tmp_path):

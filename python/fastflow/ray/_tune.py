@@ -102,8 +102,6 @@ class MLflowLoggerCallback(LoggerCallback):
             _context.set_tracking_uri(self.tracking_uri)
         self._client = MlflowClient(self.tracking_uri)
         self._experiment_id = _experiment_id(self._client, self.experiment_name, create=True)
-        if self.should_save_artifact:
-            logger.warning("MLflowLoggerCallback(save_artifact=True): artifacts are not logged")
 
     def _parent(self, trial) -> str:
         if self._parent_run_id is None:
@@ -167,6 +165,12 @@ class MLflowLoggerCallback(LoggerCallback):
         run_id = self._trial_runs.get(trial)
         if run_id is None:
             return
+        if self.should_save_artifact:
+            # As Ray's callback does: the trial's directory (its results, checkpoints and
+            # logs) as the run's artifacts.
+            trial_dir = getattr(trial, "local_path", None)
+            if trial_dir and os.path.isdir(trial_dir):
+                self._client.log_artifacts(run_id, trial_dir)
         if self.log_params_on_trial_end:
             self._log_params(run_id, trial.config)
         self._client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
