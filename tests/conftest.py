@@ -1,4 +1,7 @@
+import os
 import sqlite3
+import subprocess
+import sys
 
 import fastflow
 import pytest
@@ -44,6 +47,30 @@ def mlflow():
     import mlflow
 
     return mlflow
+
+
+def file_tree(root):
+    """Every file below ``root``, as {relative path: bytes}."""
+    out = {}
+    for base, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(base, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, root)] = f.read()
+    return out
+
+
+def run_python(code, *args, timeout=600):
+    """Runs ``code`` in a fresh interpreter (for figures of a process of its own: peak
+    memory, signals) and returns the words it printed."""
+    done = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
 
 
 def sqlite_rows(path, sql, params=()):

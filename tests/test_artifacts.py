@@ -4,21 +4,10 @@ refused with MlflowException."""
 
 import json
 import os
-import subprocess
-import sys
 
 import fastflow
 import pytest
-
-
-def _tree(root):
-    out = {}
-    for base, _, files in os.walk(root):
-        for name in files:
-            path = os.path.join(base, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, root)] = f.read()
-    return out
+from conftest import file_tree, run_python
 
 
 def test_mlflow_lists_and_downloads_what_fastflow_logged(db_uri, mlflow, tmp_path):
@@ -51,9 +40,9 @@ def test_mlflow_lists_and_downloads_what_fastflow_logged(db_uri, mlflow, tmp_pat
 
     theirs = oracle.download_artifacts(run.info.run_id, "", str(tmp_path / "theirs"))
     mine = fastflow.MlflowClient().download_artifacts(run.info.run_id, "", tmp_path / "mine")
-    assert _tree(theirs) == _tree(mine)
-    assert _tree(theirs)["model.bin"] == model.read_bytes()
-    assert _tree(theirs)[os.path.join("models", "best", "model.bin")] == model.read_bytes()
+    assert file_tree(theirs) == file_tree(mine)
+    assert file_tree(theirs)["model.bin"] == model.read_bytes()
+    assert file_tree(theirs)[os.path.join("models", "best", "model.bin")] == model.read_bytes()
     mlflow.set_tracking_uri(db_uri)
     assert mlflow.artifacts.load_text(uri + "/notes/readme.txt") == "héllo\n"
     assert mlflow.artifacts.load_dict(uri + "/config.json") == {"lr": 0.1, "layers": [1, 2]}
@@ -130,14 +119,7 @@ print((after - before) * 1024, run.info.run_id)
 
 
 def test_a_one_gibibyte_file_is_streamed(db_uri, tmp_path, mlflow):
-    done = subprocess.run(
-        [sys.executable, "-c", _BIG, str(tmp_path / "big.bin"), db_uri],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr
-    growth, run_id = done.stdout.split()
+    growth, run_id = run_python(_BIG, tmp_path / "big.bin", db_uri)
     assert int(growth) < 64 << 20
     (info,) = mlflow.MlflowClient(tracking_uri=db_uri).list_artifacts(run_id, "big")
     assert info.file_size == 1 << 30
@@ -184,14 +166,8 @@ with fastflow.start_run() as run:
 
 
 def test_ctrl_c_stops_a_large_copy_and_leaves_no_partial_file(db_uri, tmp_path, mlflow):
-    done = subprocess.run(
-        [sys.executable, "-c", _INTERRUPTED, str(tmp_path / "big.bin"), db_uri],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr
-    outcome, seconds, artifact_uri, run_id = done.stdout.split()
+    answer = run_python(_INTERRUPTED, tmp_path / "big.bin", db_uri)
+    outcome, seconds, artifact_uri, run_id = answer
     assert outcome == "interrupted"
     assert float(seconds) < 5
     assert not os.path.exists(os.path.join(artifact_uri, "big")) or not os.listdir(

@@ -3,11 +3,10 @@
 real MLflow lists and downloads what fastflow logged (byte for byte), and the reverse."""
 
 import os
-import subprocess
-import sys
 
 import fastflow
 import pytest
+from conftest import file_tree, run_python
 from remote_server import MlflowServer
 
 
@@ -23,16 +22,6 @@ def quick_retries(monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0")
-
-
-def _tree(root):
-    out = {}
-    for base, _, files in os.walk(root):
-        for name in files:
-            path = os.path.join(base, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, root)] = f.read()
-    return out
 
 
 def test_mlflow_reads_what_fastflow_logged_through_the_proxy(server, mlflow, tmp_path):
@@ -68,12 +57,12 @@ def test_mlflow_reads_what_fastflow_logged_through_the_proxy(server, mlflow, tmp
 
     theirs = oracle.download_artifacts(run_id, "", str(tmp_path / "theirs"))
     mine = client.download_artifacts(run_id, "", tmp_path / "mine")
-    assert _tree(theirs) == _tree(mine)
-    assert _tree(mine)["model.bin"] == model.read_bytes()
-    assert _tree(mine)[os.path.join("reports", "nested deeper", "data+1.csv")] == b"a,b\n1,2\n"
+    assert file_tree(theirs) == file_tree(mine)
+    assert file_tree(mine)["model.bin"] == model.read_bytes()
+    assert file_tree(mine)[os.path.join("reports", "nested deeper", "data+1.csv")] == b"a,b\n1,2\n"
     # The server keeps the files where its own client would have put them.
     stored = server.artifacts_destination / uri.split(":", 1)[1].lstrip("/")
-    assert _tree(stored) == _tree(mine)
+    assert file_tree(stored) == file_tree(mine)
 
     mlflow.set_tracking_uri(server.uri)
     assert mlflow.artifacts.load_text(uri + "/notes/readme.txt") == "héllo\n"
@@ -125,14 +114,7 @@ print((after - before) * 1024, run.info.run_id)
 
 
 def test_large_files_stream_up_and_down(server, mlflow, tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-c", _BIG, str(tmp_path / "big.bin"), server.uri, str(tmp_path / "o")],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr
-    growth, run_id = done.stdout.split()
+    growth, run_id = run_python(_BIG, tmp_path / "big.bin", server.uri, tmp_path / "o")
     assert int(growth) < 64 << 20
     (info,) = mlflow.MlflowClient(tracking_uri=server.uri).list_artifacts(run_id, "big")
     assert info.file_size == 1 << 30
