@@ -182,6 +182,29 @@ def serve_worker(spec: list, workers: dict) -> int:
     return 0
 
 
+def bench_main(
+    doc: str,
+    argv: Optional[list],
+    workers: dict,
+    name: str,
+    plans: tuple,
+    measure: Callable,
+    present: Callable,
+) -> int:
+    """What every benchmark's ``main`` does: serve a worker when run as one; otherwise pick
+    the full or the quick plan of ``plans``, ``measure(plan, root, errors)`` in a temporary
+    directory and return ``present(plan, mode, results, errors)``, the exit status."""
+    args = parse_args(doc, argv)
+    if args.worker:
+        return serve_worker(args.worker, workers)
+    full, quick = plans
+    plan = quick if args.quick else full
+    mode = "quick" if args.quick else "full"
+    errors: dict = {}
+    res = measure_in_tempdir(name, mode, lambda root: measure(plan, root, errors))
+    return present(plan, mode, res, errors)
+
+
 def measure_in_tempdir(name: str, mode: str, measure: Callable[[str], T]) -> T:
     """Runs ``measure`` on a temporary directory that is removed afterwards."""
     # Progress goes to stderr so that stdout holds the report alone.

@@ -29,16 +29,14 @@ from _bench import (  # noqa: E402
     NONE,
     BenchError,
     attempter,
+    bench_main,
     fmt_ratio,
     fmt_seconds,
     fmt_time_ns,
     header_line,
-    measure_in_tempdir,
     mlflow_name,
-    parse_args,
     report,
     run_child,
-    serve_worker,
     spread,
     sqlite_uri,
     table_head,
@@ -408,16 +406,7 @@ def details(plan: Plan, res: Results, mlflow_name: str) -> list:
     return [f"{label}: {spread(values, fmt)}" for label, values, fmt in parts if values]
 
 
-def main(argv: Optional[list] = None) -> int:
-    args = parse_args(__doc__, argv)
-    if args.worker:
-        return serve_worker(args.worker, WORKERS)
-
-    plan = QUICK if args.quick else FULL
-    mode = "quick" if args.quick else "full"
-    errors: dict = {}
-    res = measure_in_tempdir("bench_core", mode, lambda root: measure(plan, root, errors))
-
+def present(plan: Plan, mode: str, res: Results, errors: dict) -> int:
     baseline = mlflow_name(res.mlflow_version)
     return report(
         header_line(baseline, [], mode),
@@ -431,6 +420,10 @@ def main(argv: Optional[list] = None) -> int:
         targets=None,
         errors=errors,
     )
+
+
+def main(argv: Optional[list] = None) -> int:
+    return bench_main(__doc__, argv, WORKERS, "bench_core", (FULL, QUICK), measure, present)
 
 
 if __name__ == "__main__":

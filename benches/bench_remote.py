@@ -52,6 +52,7 @@ from _bench import (  # noqa: E402
     NONE,
     BenchError,
     attempter,
+    bench_main,
     cell,
     child_env,
     fmt_rate,
@@ -59,15 +60,12 @@ from _bench import (  # noqa: E402
     fmt_time_ns,
     header_line,
     kill_group,
-    measure_in_tempdir,
     median,
     mlflow_name,
-    parse_args,
     plural,
     quotient,
     report,
     run_json,
-    serve_worker,
     spread,
     table_head,
     tail,
@@ -785,16 +783,7 @@ def details(plan: Plan, res: Results) -> list:
     return lines
 
 
-def main(argv: Optional[list] = None) -> int:
-    args = parse_args(__doc__, argv)
-    if args.worker:
-        return serve_worker(args.worker, WORKERS)
-
-    plan = QUICK if args.quick else FULL
-    mode = "quick" if args.quick else "full"
-    errors: dict = {}
-    res = measure_in_tempdir("bench_remote", mode, lambda root: measure(plan, root, errors))
-
+def present(plan: Plan, mode: str, res: Results, errors: dict) -> int:
     rows, targets = build_rows(plan, res)
     server = "mlflow server on 127.0.0.1, SQLite store, 1 worker"
     return report(
@@ -814,6 +803,10 @@ def main(argv: Optional[list] = None) -> int:
         targets=targets,
         errors=errors,
     )
+
+
+def main(argv: Optional[list] = None) -> int:
+    return bench_main(__doc__, argv, WORKERS, "bench_remote", (FULL, QUICK), measure, present)
 
 
 if __name__ == "__main__":

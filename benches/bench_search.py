@@ -36,19 +36,17 @@ from _bench import (  # noqa: E402
     ERR,
     BenchError,
     attempter,
+    bench_main,
     cell,
     fmt_ratio,
     fmt_seconds,
     fmt_time_ns,
     header_line,
-    measure_in_tempdir,
     median,
     mlflow_name,
-    parse_args,
     plural,
     quotient,
     report,
-    serve_worker,
     spread,
     sqlite_uri,
     table_head,
@@ -528,16 +526,7 @@ def details(plan: Plan, res: Results) -> list:
     return lines
 
 
-def main(argv: Optional[list] = None) -> int:
-    args = parse_args(__doc__, argv)
-    if args.worker:
-        return serve_worker(args.worker, WORKERS)
-
-    plan = QUICK if args.quick else FULL
-    mode = "quick" if args.quick else "full"
-    errors: dict = {}
-    res = measure_in_tempdir("bench_search", mode, lambda root: measure(plan, root, errors))
-
+def present(plan: Plan, mode: str, res: Results, errors: dict) -> int:
     rows, targets = build_rows(plan, res)
     mlflow_column = mlflow_name(res.mlflow_version)
     return report(
@@ -555,6 +544,10 @@ def main(argv: Optional[list] = None) -> int:
         targets=targets,
         errors=errors,
     )
+
+
+def main(argv: Optional[list] = None) -> int:
+    return bench_main(__doc__, argv, WORKERS, "bench_search", (FULL, QUICK), measure, present)
 
 
 if __name__ == "__main__":
