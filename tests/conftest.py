@@ -49,6 +49,18 @@ def mlflow():
     return mlflow
 
 
+@pytest.fixture
+def artifact_sources(tmp_path):
+    """A 3 MiB file and a directory with a nested one, names with a space and a plus."""
+    model = tmp_path / "model.bin"
+    model.write_bytes(os.urandom(3 << 20))
+    reports = tmp_path / "reports"
+    (reports / "nested deeper").mkdir(parents=True)
+    (reports / "summary.md").write_text("# ok\n")
+    (reports / "nested deeper" / "data+1.csv").write_text("a,b\n1,2\n")
+    return model, reports
+
+
 def file_tree(root):
     """Every file below ``root``, as {relative path: bytes}."""
     out = {}

@@ -10,13 +10,10 @@ import pytest
 from conftest import file_tree, run_python
 
 
-def test_mlflow_lists_and_downloads_what_fastflow_logged(db_uri, mlflow, tmp_path):
-    model = tmp_path / "model.bin"
-    model.write_bytes(os.urandom(3 << 20))
-    reports = tmp_path / "reports"
-    (reports / "nested").mkdir(parents=True)
-    (reports / "summary.md").write_text("# ok\n")
-    (reports / "nested" / "data.csv").write_text("a,b\n1,2\n")
+def test_mlflow_lists_and_downloads_what_fastflow_logged(
+    db_uri, mlflow, tmp_path, artifact_sources
+):
+    model, reports = artifact_sources
     with fastflow.start_run() as run:
         fastflow.log_artifact(str(model))
         fastflow.log_artifact(model, artifact_path="models/best")
@@ -35,8 +32,8 @@ def test_mlflow_lists_and_downloads_what_fastflow_logged(db_uri, mlflow, tmp_pat
     ]
     assert ours == listed
     assert ("model.bin", False, 3 << 20) in listed
-    nested = oracle.list_artifacts(run.info.run_id, "reports/nested")
-    assert [(f.path, f.file_size) for f in nested] == [("reports/nested/data.csv", 8)]
+    nested = oracle.list_artifacts(run.info.run_id, "reports/nested deeper")
+    assert [(f.path, f.file_size) for f in nested] == [("reports/nested deeper/data+1.csv", 8)]
 
     theirs = oracle.download_artifacts(run.info.run_id, "", str(tmp_path / "theirs"))
     mine = fastflow.MlflowClient().download_artifacts(run.info.run_id, "", tmp_path / "mine")

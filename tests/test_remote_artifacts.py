@@ -24,13 +24,10 @@ def quick_retries(monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0")
 
 
-def test_mlflow_reads_what_fastflow_logged_through_the_proxy(server, mlflow, tmp_path):
-    model = tmp_path / "model.bin"
-    model.write_bytes(os.urandom(3 << 20))
-    reports = tmp_path / "reports"
-    (reports / "nested deeper").mkdir(parents=True)
-    (reports / "summary.md").write_text("# ok\n")
-    (reports / "nested deeper" / "data+1.csv").write_text("a,b\n1,2\n")
+def test_mlflow_reads_what_fastflow_logged_through_the_proxy(
+    server, mlflow, tmp_path, artifact_sources
+):
+    model, reports = artifact_sources
     fastflow.set_tracking_uri(server.uri)
     fastflow.set_experiment("proxied")
     with fastflow.start_run() as run:
