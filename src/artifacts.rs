@@ -89,20 +89,10 @@ struct CancellableRead<R> {
 impl<R: Read> Read for CancellableRead<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.cancel.is_cancelled() {
-            return Err(io::Error::other(CANCELLED));
+            // What the error says does not matter: the transfer's caller asks the flag.
+            return Err(io::Error::other("transfer cancelled"));
         }
         self.inner.read(buf)
-    }
-}
-
-const CANCELLED: &str = "transfer cancelled";
-
-/// An I/O failure while moving `path`: a cancelled transfer, or what went wrong.
-fn transfer_error(action: &str, path: &Path, error: io::Error) -> Error {
-    if error.to_string() == CANCELLED {
-        Error::Interrupted
-    } else {
-        io_error(action, path, error)
     }
 }
 

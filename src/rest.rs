@@ -5,7 +5,6 @@
 //! Credentials go into headers only: they never appear in an error, a log line or a repr.
 
 use std::io::Read;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -58,12 +57,15 @@ pub struct Client {
     pub settings: Settings,
 }
 
-/// What a request carries.
+/// What a request carries, which also decides its method: the tracking API reads with
+/// `GET` and writes with a JSON `POST`; the artifact proxy takes files by `PUT`.
 pub enum Payload<'a> {
+    /// A `GET`.
     Nothing,
+    /// A `POST`.
     Json(&'a Json),
-    /// A body streamed from a reader, opened afresh for each attempt: its length, and
-    /// the content type.
+    /// A `PUT` of a body streamed from a reader, opened afresh for each attempt: its
+    /// length, and the content type.
     Stream {
         open: &'a dyn Fn() -> Result<(Box<dyn Read + Send>, u64)>,
         content_type: &'a str,
@@ -149,19 +151,10 @@ impl Client {
         format!("{}/{}", self.base, path.trim_start_matches('/'))
     }
 
-    fn attempt(
-        &self,
-        method: &str,
-        url: &str,
-        query: &[(&str, String)],
-        payload: &Payload,
-    ) -> Attempt {
+    fn attempt(&self, url: &str, query: &[(&str, String)], payload: &Payload) -> Attempt {
         let sent = match payload {
             Payload::Nothing => {
-                let mut request = match method {
-                    "DELETE" => self.agent.delete(url),
-                    _ => self.agent.get(url),
-                };
+                let mut request = self.agent.get(url);
                 for (key, value) in query {
                     request = request.query(*key, value);
                 }
@@ -171,10 +164,7 @@ impl Client {
                 request.call()
             }
             Payload::Json(body) => {
-                let mut request = match method {
-                    "PUT" => self.agent.put(url),
-                    _ => self.agent.post(url),
-                };
+                let mut request = self.agent.post(url);
                 if let Some(auth) = &self.authorization {
                     request = request.header("Authorization", auth);
                 }
@@ -187,10 +177,7 @@ impl Client {
                     Ok(opened) => opened,
                     Err(error) => return Attempt::Failed(error),
                 };
-                let mut request = match method {
-                    "POST" => self.agent.post(url),
-                    _ => self.agent.put(url),
-                };
+                let mut request = self.agent.put(url);
                 if let Some(auth) = &self.authorization {
                     request = request.header("Authorization", auth);
                 }
@@ -283,7 +270,6 @@ impl Client {
     /// successful response, its body not yet read.
     pub fn send(
         &self,
-        method: &str,
         url: &str,
         query: &[(&str, String)],
         payload: &Payload,
@@ -292,7 +278,7 @@ impl Client {
     ) -> Result<Response<Body>> {
         let mut attempt = 0u32;
         loop {
-            match self.attempt(method, url, query, payload) {
+            match self.attempt(url, query, payload) {
                 Attempt::Done(response) => return Ok(response),
                 Attempt::Failed(error) => return Err(error),
                 Attempt::Retry { reason, after } => {
@@ -342,7 +328,7 @@ impl Client {
             None => Payload::Json(&empty),
         };
         let url = self.api_url(endpoint);
-        let mut response = self.send(method, &url, query, &payload, max_retries, deadline)?;
+        let mut response = self.send(&url, query, &payload, max_retries, deadline)?;
         let text = response.body_mut().read_to_string().map_err(|e| {
             Error::Unavailable(format!(
                 "API request to {} failed while reading the answer: {e}",
@@ -397,28 +383,6 @@ impl Read for BodyReader {
 fn endpoint_of(url: &str) -> &str {
     let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
     after_scheme.find('/').map_or("/", |i| &after_scheme[i..])
-}
-
-/// The content type MLflow's client sends for an uploaded file, by extension.
-pub fn mime_type(path: &Path) -> &'static str {
-    let extension = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
-    match extension.as_str() {
-        "txt" | "log" | "py" | "md" | "yaml" | "yml" | "mlmodel" => "text/plain",
-        "json" => "application/json",
-        "csv" => "text/csv",
-        "html" | "htm" => "text/html",
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "webp" => "image/webp",
-        "svg" => "image/svg+xml",
-        "pdf" => "application/pdf",
-        _ => "application/octet-stream",
-    }
 }
 
 /// A number in [0, 1) from the clock: enough to spread retries of many workers apart.

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value as Json;
 
-use super::{check_artifact_path, io_error, transfer_error, write_atomically, Cancel, FileInfo};
+use super::{check_artifact_path, io_error, write_atomically, Cancel, FileInfo};
 use crate::error::{Error, Result};
-use crate::rest::{mime_type, Client, Payload};
+use crate::rest::{Client, Payload};
 
 const SERVICE: &str = "api/2.0/mlflow-artifacts/artifacts";
 
@@ -122,7 +122,7 @@ impl Proxy {
             content_type: mime_type(local),
         };
         self.client
-            .send("PUT", &url, &[], &payload, self.retries(), None)
+            .send(&url, &[], &payload, self.retries(), None)
             .map(drop)
             .map_err(|error| cancel.explain(error))
     }
@@ -159,7 +159,7 @@ impl Proxy {
         let query = [("path", self.full_path(path))];
         let mut response =
             self.client
-                .send("GET", &url, &query, &Payload::Nothing, self.retries(), None)?;
+                .send(&url, &query, &Payload::Nothing, self.retries(), None)?;
         let text = response
             .body_mut()
             .read_to_string()
@@ -232,7 +232,7 @@ impl Proxy {
         let url = self.file_url(path);
         let response = self
             .client
-            .send("GET", &url, &[], &Payload::Nothing, self.retries(), None)
+            .send(&url, &[], &Payload::Nothing, self.retries(), None)
             .map_err(|error| match error {
                 Error::Remote { .. } | Error::NotFound(_) => Error::not_found(format!(
                     "No artifact at '{path}' in the run's artifacts: {error}"
@@ -244,8 +244,30 @@ impl Proxy {
             let mut writer = io::BufWriter::with_capacity(super::BUFFER, output);
             io::copy(&mut body, &mut writer)
                 .and_then(|_| io::Write::flush(&mut writer))
-                .map_err(|e| transfer_error("download into", temporary, e))
+                .map_err(|e| cancel.explain(io_error("download into", temporary, e)))
         })
+    }
+}
+
+/// The content type MLflow's client sends for an uploaded file, by extension.
+fn mime_type(path: &Path) -> &'static str {
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    match extension.as_str() {
+        "txt" | "log" | "py" | "md" | "yaml" | "yml" | "mlmodel" => "text/plain",
+        "json" => "application/json",
+        "csv" => "text/csv",
+        "html" | "htm" => "text/html",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "svg" => "image/svg+xml",
+        "pdf" => "application/pdf",
+        _ => "application/octet-stream",
     }
 }
 

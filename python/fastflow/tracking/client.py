@@ -13,7 +13,6 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 
 from fastflow import _context, _fastflow, _media, _search
 from fastflow.entities import Experiment, FileInfo, Metric, Run, RunInfo, RunStatus, ViewType
@@ -121,6 +120,13 @@ def _write_table(data, path):
         data.to_json(path, orient="split", index=False, date_format="iso")
     else:
         data.to_parquet(path, index=False)
+
+
+def _unique() -> str:
+    # uuid loads platform (2 ms): only calls that log images pay for it, not the import.
+    import uuid
+
+    return str(uuid.uuid4())
 
 
 def _artifact_dir(artifact_file):
@@ -360,11 +366,10 @@ class MlflowClient:
     @contextlib.contextmanager
     def _artifact_file(self, run_id, artifact_file):
         """A temporary file named like ``artifact_file``, logged where it says when done."""
-        norm = posixpath.normpath(artifact_file)
-        directory = posixpath.dirname(norm) or None
+        directory = _artifact_dir(artifact_file)
         _fastflow._check_artifact_path(directory)
         with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, posixpath.basename(norm))
+            path = os.path.join(tmp, posixpath.basename(posixpath.normpath(artifact_file)))
             yield path
             self.log_artifact(run_id, path, directory)
 
@@ -438,7 +443,7 @@ class MlflowClient:
         # MLflow's UI finds a series' files by this name; a slash would make a subdirectory.
         stem = (
             f"images/{key.replace('/', '~')}+step+{step or 0}"
-            f"+timestamp+{timestamp or _now_ms()}+{uuid.uuid4()}"
+            f"+timestamp+{timestamp or _now_ms()}+{_unique()}"
         )
         preview = _media.preview(image)
         with self._artifact_file(run_id, stem + ".png") as path:
@@ -501,7 +506,7 @@ class MlflowClient:
         table_name = os.path.splitext(artifact_file)[0]
 
         def store(image):
-            stem = posixpath.join("table_images", table_name, str(uuid.uuid4()))
+            stem = posixpath.join("table_images", table_name, _unique())
             with self._artifact_file(run_id, stem + ".png") as path:
                 image.save(path)
             with self._artifact_file(run_id, stem + ".webp") as path:
