@@ -31,6 +31,9 @@ pub trait Backend: Send {
         tags: &[(String, String)],
     ) -> Result<Run>;
     fn get_run(&self, run_id: &str) -> Result<Run>;
+    /// `get_run` with the run's dataset and model inputs and its model outputs filled in,
+    /// as MLflow's `get_run` returns it.
+    fn get_run_with_io(&self, run_id: &str) -> Result<Run>;
     /// The run's lifecycle stage, or `None` when the store has no such run.
     fn run_lifecycle(&self, run_id: &str) -> Result<Option<String>>;
     fn update_run_info(
@@ -52,4 +55,27 @@ pub trait Backend: Send {
     fn delete_tag(&mut self, run_id: &str, key: &str) -> Result<()>;
     fn insert_metrics(&mut self, rows: &[MetricRow<'_>]) -> Result<()>;
     fn get_metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>>;
+
+    /// `false`: metric commits from now on need only be visible to other readers, not on
+    /// disk, until `true` again. Nothing for a tracking server, whose answer is both.
+    fn set_durable(&mut self, _durable: bool) -> Result<()> {
+        Ok(())
+    }
+
+    /// Puts on disk whatever was committed while not durable.
+    fn sync(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Folds what the store keeps beside its main file back into it, so the file alone is
+    /// complete (a SQLite WAL); nothing for a tracking server.
+    fn checkpoint(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The process is done with the store: leave it as MLflow leaves its stores, one file
+    /// that holds everything, when no other process has it open.
+    fn leave(&mut self) -> Result<()> {
+        self.checkpoint()
+    }
 }

@@ -53,6 +53,36 @@ pub struct Run {
     pub metrics: Vec<Metric>,
     pub params: Vec<(String, String)>,
     pub tags: Vec<(String, String)>,
+    /// Left empty by readers that were not asked for it (see `Backend::get_run_with_io`).
+    pub io: RunIo,
+}
+
+/// A dataset as MLflow's `datasets` table and its `Dataset` entity hold it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Dataset {
+    pub name: String,
+    pub digest: String,
+    pub source_type: String,
+    pub source: String,
+    pub schema: Option<String>,
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DatasetInput {
+    pub dataset: Dataset,
+    /// `input_tags`: (key, value).
+    pub tags: Vec<(String, String)>,
+}
+
+/// What a run used and produced: `run.inputs` and `run.outputs` of MLflow's `get_run`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RunIo {
+    pub dataset_inputs: Vec<DatasetInput>,
+    /// Ids of logged models the run took as input.
+    pub model_inputs: Vec<String>,
+    /// (model id, step) of logged models the run produced.
+    pub model_outputs: Vec<(String, i64)>,
 }
 
 /// How MLflow stores a metric value: NaN as `(0, is_nan)`, infinities clamped to the

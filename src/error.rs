@@ -9,6 +9,7 @@ pub enum ErrorCode {
     InvalidState,
     BadRequest,
     InternalError,
+    TemporarilyUnavailable,
 }
 
 impl ErrorCode {
@@ -20,6 +21,7 @@ impl ErrorCode {
             ErrorCode::InvalidState => "INVALID_STATE",
             ErrorCode::BadRequest => "BAD_REQUEST",
             ErrorCode::InternalError => "INTERNAL_ERROR",
+            ErrorCode::TemporarilyUnavailable => "TEMPORARILY_UNAVAILABLE",
         }
     }
 }
@@ -39,6 +41,20 @@ pub enum Error {
         message: String,
         transient: bool,
     },
+    /// The store is not at MLflow 3.17.2's schema revision (`found` is None when it records
+    /// none); MLflow refuses to open such a store.
+    SchemaVersion {
+        found: Option<String>,
+        expected: &'static str,
+    },
+    /// A write to a store on read-only media.
+    ReadOnly,
+    /// An operating-system error on a file MLflow touches itself (its store's directory),
+    /// which MLflow lets through as Python's `OSError` of that errno.
+    Os {
+        errno: i32,
+        path: String,
+    },
     /// The writer thread is gone (it panicked or the process is shutting down).
     WriterStopped,
     /// The process that holds the store for us (the Ray funnel actor, a tracking server)
@@ -55,6 +71,15 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// The C library's text for `errno`, as Python's `os.strerror` gives it.
+pub fn strerror(errno: i32) -> String {
+    let text = std::io::Error::from_raw_os_error(errno).to_string();
+    match text.rfind(" (os error") {
+        Some(end) => text[..end].to_string(),
+        None => text,
+    }
+}
+
 impl Error {
     pub fn invalid(message: impl Into<String>) -> Self {
         Error::InvalidParameter(message.into())
@@ -64,13 +89,29 @@ impl Error {
         Error::NotFound(message.into())
     }
 
+    pub fn os(err: &std::io::Error, path: &std::path::Path) -> Self {
+        match err.raw_os_error() {
+            Some(errno) => Error::Os {
+                errno,
+                path: path.to_string_lossy().into_owned(),
+            },
+            None => Error::Database {
+                message: format!("{err}: '{}'", path.display()),
+                transient: false,
+            },
+        }
+    }
+
     pub fn code(&self) -> ErrorCode {
         match self {
             Error::InvalidParameter(_) => ErrorCode::InvalidParameterValue,
             Error::AlreadyExists(_) => ErrorCode::ResourceAlreadyExists,
             Error::NotFound(_) => ErrorCode::ResourceDoesNotExist,
             Error::InvalidState(_) => ErrorCode::InvalidState,
+            Error::ReadOnly => ErrorCode::TemporarilyUnavailable,
             Error::Database { .. }
+            | Error::SchemaVersion { .. }
+            | Error::Os { .. }
             | Error::WriterStopped
             | Error::Unavailable(_)
             | Error::Remote { .. }
@@ -114,6 +155,22 @@ impl fmt::Display for Error {
             | Error::Unavailable(m)
             | Error::Remote { message: m, .. } => f.write_str(m),
             Error::Database { message, .. } => write!(f, "fastflow store error: {message}"),
+            Error::SchemaVersion { found, expected } => write!(
+                f,
+                "Detected out-of-date database schema (found version {}, but expected \
+                 {expected}). Take a backup of your database, then run 'mlflow db upgrade \
+                 <database_uri>' to migrate your database to the latest schema. NOTE: schema \
+                 migration may result in database downtime - please consult your database's \
+                 documentation for more detail.",
+                found.as_deref().unwrap_or("None")
+            ),
+            // MLflow's message is SQLAlchemy's, which starts with the driver's error.
+            Error::ReadOnly => {
+                f.write_str("(sqlite3.OperationalError) attempt to write a readonly database")
+            }
+            Error::Os { errno, path } => {
+                write!(f, "[Errno {errno}] {}: '{path}'", strerror(*errno))
+            }
             Error::WriterStopped => f.write_str("fastflow's background writer has stopped"),
             Error::Interrupted => f.write_str("interrupted while waiting for the fastflow writer"),
         }
@@ -125,6 +182,9 @@ impl std::error::Error for Error {}
 impl From<rusqlite::Error> for Error {
     fn from(err: rusqlite::Error) -> Self {
         use rusqlite::ErrorCode as C;
+        if err.sqlite_error_code() == Some(C::ReadOnly) {
+            return Error::ReadOnly;
+        }
         let transient = match &err {
             rusqlite::Error::SqliteFailure(e, _) => matches!(
                 e.code,

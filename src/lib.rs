@@ -17,6 +17,8 @@ pub mod rest_store;
 pub mod runs;
 pub mod schema;
 pub mod search;
+pub mod spool;
+pub mod sqlite_library;
 pub mod store;
 pub mod uri;
 pub mod validation;

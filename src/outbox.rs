@@ -18,6 +18,10 @@ use crate::writer::{Config, Engine, MetricRecord, Msg};
 
 pub const RECORD_BYTES: usize = 32;
 
+/// Points in one packet at most: each packet is a call to another process, so they are
+/// larger than a store's transactions.
+const PACKET_RECORDS: usize = 100_000;
+
 pub struct Packet {
     pub run_ids: Vec<Arc<str>>,
     pub keys: Vec<Arc<str>>,
@@ -96,24 +100,28 @@ impl Outbox {
             match self.receiver.recv_timeout(wait) {
                 Ok(Msg::Metric(record)) => {
                     self.push(record);
-                    while self.pending.len() < self.config.max_batch {
+                    while self.pending.len() < PACKET_RECORDS {
                         match self.receiver.try_recv() {
                             Ok(Msg::Metric(record)) => self.push(record),
-                            Ok(Msg::Barrier(reply)) => {
+                            Ok(Msg::Barrier { reply, .. }) => {
                                 return self.pack(vec![reply]).map(Drained::Packet)
                             }
                             // Store operations never reach an outbox; dropping the job tells
                             // its caller the writer is gone instead of leaving it waiting.
                             Ok(Msg::Job(_)) => {}
+                            // The funnel's receiver owns the runs' lifecycle.
+                            Ok(Msg::Run(_)) => {}
                             Err(_) => break,
                         }
                     }
-                    if self.pending.len() >= self.config.max_batch {
+                    if self.pending.len() >= PACKET_RECORDS {
                         return self.pack(Vec::new()).map(Drained::Packet);
                     }
                 }
-                Ok(Msg::Barrier(reply)) => return self.pack(vec![reply]).map(Drained::Packet),
-                Ok(Msg::Job(_)) => {}
+                Ok(Msg::Barrier { reply, .. }) => {
+                    return self.pack(vec![reply]).map(Drained::Packet)
+                }
+                Ok(Msg::Job(_)) | Ok(Msg::Run(_)) => {}
                 Err(RecvTimeoutError::Timeout) => {
                     if !self.pending.is_empty() {
                         return self.pack(Vec::new()).map(Drained::Packet);
@@ -166,7 +174,7 @@ impl Outbox {
     }
 }
 
-fn encode(out: &mut Vec<u8>, record: &MetricRecord) {
+pub fn encode(out: &mut Vec<u8>, record: &MetricRecord) {
     out.extend_from_slice(&record.run.to_le_bytes());
     out.extend_from_slice(&record.key.to_le_bytes());
     out.extend_from_slice(&record.value.to_le_bytes());

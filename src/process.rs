@@ -4,16 +4,19 @@
 //! have been held by a thread that no longer exists. So after a fork the child starts a new
 //! generation and never touches the old one again: the old state is leaked, not dropped.
 
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use parking_lot::Mutex;
+use std::cell::RefCell;
+
+use parking_lot::{Mutex, MutexGuard};
 use rustc_hash::FxHashMap;
 
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::interner::Interner;
-use crate::writer::{Config, Engine};
+use crate::writer::{Config, Engine, Options, Paused};
 
 pub struct Process {
     pub generation: u64,
@@ -63,6 +66,64 @@ pub fn generation() -> u64 {
     GENERATION.load(Ordering::Relaxed)
 }
 
+/// What the forking thread holds from just before `fork()` until just after it.
+struct HeldForFork {
+    engines: MutexGuard<'static, FxHashMap<String, Arc<Engine>>>,
+    paused: Vec<Paused>,
+}
+
+thread_local! {
+    static HELD_FOR_FORK: RefCell<Option<HeldForFork>> = const { RefCell::new(None) };
+}
+
+/// Just before `fork()`: no engine is being opened and no writer is inside SQLite while
+/// the process is copied, so the child finds no SQLite lock held by a thread it lacks.
+pub fn before_fork() {
+    let process = current();
+    let engines = process.engines.lock();
+    let paused = engines.values().map(|engine| engine.pause()).collect();
+    let held = HeldForFork { engines, paused };
+    HELD_FOR_FORK.with(|cell| *cell.borrow_mut() = Some(held));
+}
+
+pub fn after_fork_in_parent() {
+    HELD_FOR_FORK.with(|cell| drop(cell.borrow_mut().take()));
+}
+
+/// In a forked child: lets go of the parent's journals and starts a new generation, whose
+/// state is all new; the parent's is leaked, locks and all.
+pub fn after_fork_in_child() {
+    if let Some(held) = HELD_FOR_FORK.with(|cell| cell.borrow_mut().take()) {
+        for paused in held.paused {
+            paused.release_in_child();
+        }
+        std::mem::forget(held.engines);
+    }
+    start_new_generation();
+}
+
+/// Milliseconds since the epoch after which blocking waits give up (0: no deadline): set
+/// when the process ends, so that exit never hangs on an unreachable store.
+static EXIT_DEADLINE: AtomicI64 = AtomicI64::new(0);
+
+fn epoch_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub fn set_exit_deadline(within: Duration) {
+    let at = epoch_millis() + within.as_millis() as i64;
+    EXIT_DEADLINE.store(at.max(1), Ordering::Release);
+}
+
+#[inline]
+pub fn exit_deadline_passed() -> bool {
+    let at = EXIT_DEADLINE.load(Ordering::Relaxed);
+    at != 0 && epoch_millis() >= at
+}
+
 /// Called in a forked child before it runs any other code of ours.
 pub fn start_new_generation() {
     let generation = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
@@ -77,6 +138,7 @@ impl Process {
     pub fn engine(
         &self,
         key: &str,
+        options: Options,
         open: impl FnOnce() -> Result<Box<dyn Backend>>,
     ) -> Result<Arc<Engine>> {
         let mut engines = self.engines.lock();
@@ -87,6 +149,7 @@ impl Process {
             open()?,
             self.interner.clone(),
             Config::from_env(),
+            options,
         )?);
         engines.insert(key.to_string(), engine.clone());
         Ok(engine)
@@ -95,6 +158,19 @@ impl Process {
     /// Adds an outbox engine, so that flushing the process flushes it too.
     pub fn adopt_outbox(&self, engine: Arc<Engine>) {
         self.outboxes.lock().push(engine);
+    }
+
+    /// The engines of stores and servers, with the path or URI each was opened with.
+    pub fn named_engines(&self) -> Vec<(String, Arc<Engine>)> {
+        let engines = self.engines.lock();
+        engines
+            .iter()
+            .map(|(key, engine)| (key.clone(), engine.clone()))
+            .collect()
+    }
+
+    pub fn outbox_engines(&self) -> Vec<Arc<Engine>> {
+        self.outboxes.lock().clone()
     }
 
     pub fn engines(&self) -> Vec<Arc<Engine>> {

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use serde_json::{json, Value as Json};
 
 use crate::backend::Backend;
-use crate::entities::{Experiment, Metric, Run, RunInfo};
+use crate::entities::{Dataset, DatasetInput, Experiment, Metric, Run, RunInfo, RunIo};
 use crate::error::{Error, Result};
 use crate::rest::Client;
 use crate::search::{ExperimentSearch, RunSearch};
@@ -138,6 +138,53 @@ fn metric(j: &Json) -> Metric {
     }
 }
 
+fn optional_text(value: Option<&Json>) -> Option<String> {
+    match value {
+        None | Some(Json::Null) => None,
+        value => Some(text(value)),
+    }
+}
+
+fn items(value: Option<&Json>) -> &[Json] {
+    value.and_then(Json::as_array).map_or(&[], Vec::as_slice)
+}
+
+fn dataset_input(j: &Json) -> DatasetInput {
+    let d = j.get("dataset").unwrap_or(&Json::Null);
+    DatasetInput {
+        dataset: Dataset {
+            name: text(d.get("name")),
+            digest: text(d.get("digest")),
+            source_type: text(d.get("source_type")),
+            source: text(d.get("source")),
+            // Absent when empty, as MLflow's client reads them (`HasField`).
+            schema: optional_text(d.get("schema")),
+            profile: optional_text(d.get("profile")),
+        },
+        tags: pairs(j.get("tags")),
+    }
+}
+
+/// `inputs` and `outputs` of a run as the server's `runs/get` writes them.
+fn run_io(j: &Json) -> RunIo {
+    let inputs = j.get("inputs");
+    let outputs = j.get("outputs");
+    RunIo {
+        dataset_inputs: items(inputs.and_then(|i| i.get("dataset_inputs")))
+            .iter()
+            .map(dataset_input)
+            .collect(),
+        model_inputs: items(inputs.and_then(|i| i.get("model_inputs")))
+            .iter()
+            .map(|m| text(m.get("model_id")))
+            .collect(),
+        model_outputs: items(outputs.and_then(|o| o.get("model_outputs")))
+            .iter()
+            .map(|m| (text(m.get("model_id")), int(m.get("step")).unwrap_or(0)))
+            .collect(),
+    }
+}
+
 fn run(j: &Json) -> Run {
     let data = j.get("data");
     let mut metrics: Vec<Metric> = data
@@ -151,6 +198,7 @@ fn run(j: &Json) -> Run {
         metrics,
         params: pairs(data.and_then(|d| d.get("params"))),
         tags: pairs(data.and_then(|d| d.get("tags"))),
+        io: RunIo::default(),
     }
 }
 
@@ -292,6 +340,14 @@ impl Backend for RestStore {
     fn get_run(&self, run_id: &str) -> Result<Run> {
         let answer = self.get("runs/get", &[("run_id", run_id.into())])?;
         Ok(run(answer.get("run").unwrap_or(&Json::Null)))
+    }
+
+    fn get_run_with_io(&self, run_id: &str) -> Result<Run> {
+        let answer = self.get("runs/get", &[("run_id", run_id.into())])?;
+        let found = answer.get("run").unwrap_or(&Json::Null);
+        let mut run = run(found);
+        run.io = run_io(found);
+        Ok(run)
     }
 
     fn run_lifecycle(&self, run_id: &str) -> Result<Option<String>> {
@@ -464,5 +520,40 @@ impl Backend for RestStore {
                 return Ok(found);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_and_outputs_are_read_from_a_run_as_the_server_writes_it() {
+        let answer: Json = serde_json::from_str(
+            r#"{"info": {"run_id": "r"}, "data": {},
+                "inputs": {"dataset_inputs": [
+                    {"tags": [{"key": "mlflow.data.context", "value": "train"}],
+                     "dataset": {"name": "d", "digest": "aa", "source_type": "code",
+                                 "source": "{}", "schema": "{\"s\": 1}"}},
+                    {"dataset": {"name": "e", "digest": "bb", "source_type": "http",
+                                 "source": "u"}}],
+                    "model_inputs": [{"model_id": "m-1"}]},
+                "outputs": {"model_outputs": [{"model_id": "m-2", "step": "7"}]}}"#,
+        )
+        .unwrap();
+        let io = run_io(&answer);
+        assert_eq!(io.dataset_inputs.len(), 2);
+        let first = &io.dataset_inputs[0];
+        assert_eq!(first.dataset.name, "d");
+        assert_eq!(first.dataset.schema.as_deref(), Some("{\"s\": 1}"));
+        assert_eq!(first.dataset.profile, None);
+        assert_eq!(
+            first.tags,
+            vec![("mlflow.data.context".to_string(), "train".to_string())]
+        );
+        assert!(io.dataset_inputs[1].tags.is_empty());
+        assert_eq!(io.model_inputs, vec!["m-1"]);
+        assert_eq!(io.model_outputs, vec![("m-2".to_string(), 7)]);
+        assert_eq!(run_io(&json!({})), RunIo::default());
     }
 }

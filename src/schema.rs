@@ -1,34 +1,14 @@
-//! The MLflow 3.17.2 schema: creating it in a new store and learning the shape of an old one.
+//! The MLflow 3.17.2 schema: creating it in a new store and refusing stores of other versions.
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::entities::now_millis;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// The DDL of a fresh MLflow 3.17.2 store, statement for statement as MLflow leaves it in
 /// `sqlite_master`, so MLflow opens our stores without a migration.
 const MLFLOW_DDL: &str = include_str!("schema/mlflow-3.17.2.sql");
 pub const ALEMBIC_HEAD: &str = "dc11669786a5";
-
-/// Columns that MLflow added over the years; older stores lack some of them and are written
-/// as they are.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Layout {
-    pub experiment_times: bool,
-    pub run_deleted_time: bool,
-}
-
-fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool> {
-    let mut stmt = conn.prepare(&format!("PRAGMA table_info(\"{table}\")"))?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        let name: String = row.get(1)?;
-        if name == column {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
 
 fn has_table(conn: &Connection, table: &str) -> Result<bool> {
     Ok(conn
@@ -41,16 +21,43 @@ fn has_table(conn: &Connection, table: &str) -> Result<bool> {
         .is_some())
 }
 
-/// Creates the schema unless the file already holds an MLflow store. The exclusive
-/// transaction makes concurrent first opens from several processes safe: one creates, the
-/// others wait on the busy timeout and then find the tables.
-pub fn ensure(conn: &mut Connection, default_artifact_root: &str) -> Result<Layout> {
+/// Creates the schema unless the file already holds an MLflow store, then checks that the
+/// store is at MLflow 3.17.2's head revision. The exclusive transaction makes concurrent
+/// first opens from several processes safe: one creates, the others wait on the busy
+/// timeout and then find the tables.
+///
+/// Stores of any other revision are refused with MLflow's message: MLflow refuses them as
+/// well once their tables are all there, and where it would migrate an older store itself
+/// (a table missing), that takes MLflow's alembic scripts, which `mlflow db upgrade` runs.
+pub fn ensure(conn: &mut Connection, default_artifact_root: &str) -> Result<()> {
     if !has_table(conn, "runs")? {
         create(conn, default_artifact_root)?;
     }
-    Ok(Layout {
-        experiment_times: has_column(conn, "experiments", "creation_time")?,
-        run_deleted_time: has_column(conn, "runs", "deleted_time")?,
+    verify(conn)
+}
+
+/// `ensure` for a store that cannot be written: MLflow would try to create the tables of an
+/// empty file there and fail on the first write.
+pub fn verify_read_only(conn: &Connection) -> Result<()> {
+    if !has_table(conn, "runs")? {
+        return Err(Error::ReadOnly);
+    }
+    verify(conn)
+}
+
+fn verify(conn: &Connection) -> Result<()> {
+    let found: Option<String> = if has_table(conn, "alembic_version")? {
+        conn.query_row("SELECT version_num FROM alembic_version", [], |r| r.get(0))
+            .optional()?
+    } else {
+        None
+    };
+    if found.as_deref() == Some(ALEMBIC_HEAD) {
+        return Ok(());
+    }
+    Err(Error::SchemaVersion {
+        found,
+        expected: ALEMBIC_HEAD,
     })
 }
 
@@ -86,8 +93,7 @@ mod tests {
     #[test]
     fn creates_every_table_once() {
         let mut conn = Connection::open_in_memory().unwrap();
-        let layout = ensure(&mut conn, "/tmp/mlruns").unwrap();
-        assert!(layout.experiment_times && layout.run_deleted_time);
+        ensure(&mut conn, "/tmp/mlruns").unwrap();
         let tables: i64 = conn
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
@@ -101,5 +107,21 @@ mod tests {
             .query_row("SELECT version_num FROM alembic_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(head, ALEMBIC_HEAD);
+    }
+
+    #[test]
+    fn other_revisions_are_refused_with_mlflows_message() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        ensure(&mut conn, "/tmp/mlruns").unwrap();
+        conn.execute("UPDATE alembic_version SET version_num = 'abc123'", [])
+            .unwrap();
+        let err = ensure(&mut conn, "/tmp/mlruns").unwrap_err();
+        assert!(err.to_string().starts_with(
+            "Detected out-of-date database schema (found version abc123, but expected \
+             dc11669786a5). Take a backup of your database, then run 'mlflow db upgrade"
+        ));
+        conn.execute("DELETE FROM alembic_version", []).unwrap();
+        let err = ensure(&mut conn, "/tmp/mlruns").unwrap_err();
+        assert!(err.to_string().contains("(found version None,"));
     }
 }

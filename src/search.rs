@@ -8,7 +8,7 @@ use rusqlite::{params_from_iter, Connection};
 use rustc_hash::FxHashMap;
 
 use crate::entities::{
-    stored_metric_value, Metric, Run, LIFECYCLE_ACTIVE, LIFECYCLE_DELETED, RUN_NAME_TAG,
+    stored_metric_value, Metric, Run, RunIo, LIFECYCLE_ACTIVE, LIFECYCLE_DELETED, RUN_NAME_TAG,
 };
 use crate::error::{Error, Result};
 use crate::filter::{self, Clause, Entity, Op, OrderBy, Target, Value};
@@ -303,6 +303,7 @@ pub fn load_runs(conn: &Connection, ids: &[String]) -> Result<Vec<Run>> {
                     metrics: Vec::new(),
                     params: Vec::new(),
                     tags: Vec::new(),
+                    io: RunIo::default(),
                 },
             );
         }

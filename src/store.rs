@@ -4,7 +4,7 @@
 //! two processes never hold read locks that both wait to upgrade (SQLite would fail one of
 //! them at once instead of waiting out the busy timeout).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{
@@ -14,11 +14,11 @@ use rustc_hash::FxHashMap;
 
 use crate::backend::Backend;
 use crate::entities::{
-    now_millis, sanitize_metric_value, stored_metric_value, Experiment, Metric, Run, RunInfo,
-    LIFECYCLE_ACTIVE, LIFECYCLE_DELETED, RUN_NAME_TAG,
+    now_millis, sanitize_metric_value, stored_metric_value, Dataset, DatasetInput, Experiment,
+    Metric, Run, RunInfo, RunIo, LIFECYCLE_ACTIVE, LIFECYCLE_DELETED, RUN_NAME_TAG,
 };
 use crate::error::{Error, Result};
-use crate::schema::{self, Layout};
+use crate::schema;
 use crate::search;
 use crate::validation::{self, json_quote};
 
@@ -45,8 +45,16 @@ pub struct MetricRow<'a> {
 
 pub struct Store {
     conn: Connection,
-    layout: Layout,
+    /// Opened on read-only media: reads only, and nothing to checkpoint.
+    read_only: bool,
     default_artifact_root: String,
+    /// The WAL beside the file, when the store runs in WAL mode (commits at NORMAL are only
+    /// cheaper there).
+    wal: Option<PathBuf>,
+    /// Metric commits wait for the disk (`synchronous = FULL`); off for `make_visible`.
+    durable: bool,
+    /// A commit at NORMAL left WAL frames the disk may not hold yet.
+    unsynced: bool,
 }
 
 fn run_not_found(run_id: &str) -> Error {
@@ -81,26 +89,127 @@ fn join_uri(base: &str, tail: &str) -> String {
     format!("{}/{}", base.trim_end_matches('/'), tail)
 }
 
+/// `Path.mkdir(parents=True, exist_ok=True)`, which MLflow runs on a SQLite store's
+/// directory; a failure names the directory it stopped at, as Python's does.
+fn make_dirs(dir: &Path) -> Result<()> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            match dir.parent() {
+                Some(parent) if parent != dir && !parent.as_os_str().is_empty() => {
+                    make_dirs(parent)?
+                }
+                _ => return Err(Error::os(&err, dir)),
+            }
+            match std::fs::create_dir(dir) {
+                Err(err) if !dir.is_dir() => Err(Error::os(&err, dir)),
+                _ => Ok(()),
+            }
+        }
+        Err(_) if dir.is_dir() => Ok(()),
+        Err(err) => Err(Error::os(&err, dir)),
+    }
+}
+
+fn is_read_only_error(err: &rusqlite::Error) -> bool {
+    matches!(
+        err.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly)
+    )
+}
+
+/// `file:` URI of `path` with `immutable=1`; the path is percent-encoded where SQLite's
+/// URI parser would read it otherwise.
+fn immutable_uri(path: &Path) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    PathBuf::from(uri)
+}
+
 impl Store {
+    /// Opens the store at `path` as MLflow does: missing parent directories are created, a
+    /// new file gets MLflow's schema, and a store of another schema version is refused. On
+    /// read-only media the store is opened for reading; writes then fail as MLflow's do.
     pub fn open(path: &Path, default_artifact_root: &str) -> Result<Store> {
+        if let Some(parent) = path.parent() {
+            make_dirs(parent)?;
+        }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_URI
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let mut conn = Connection::open_with_flags(path, flags)?;
+        let opened = Connection::open_with_flags(path, flags);
+        let writable = match opened {
+            // SQLite falls back to a read-only handle when the file cannot be written.
+            Ok(conn) if !conn.is_readonly(rusqlite::MAIN_DB)? => Some(conn),
+            Ok(_) => None,
+            Err(err) if path.exists() && is_read_only_error(&err) => None,
+            Err(err) => return Err(err.into()),
+        };
+        let Some(mut conn) = writable else {
+            return Self::open_read_only(path, default_artifact_root);
+        };
         conn.busy_timeout(busy_timeout())?;
         // WAL lets readers (mlflow ui, other workers) proceed while the writer commits; the
         // mode is stored in the file, and MLflow reads such stores as they are.
-        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        let wal = mode.eq_ignore_ascii_case("wal").then(|| {
+            let mut name = path.as_os_str().to_owned();
+            name.push("-wal");
+            PathBuf::from(name)
+        });
+        // Some system builds of SQLite zero every freed page (SECURE_DELETE); a store that
+        // only grows gains nothing from it and its inserts lose several percent.
         conn.execute_batch(
             "PRAGMA foreign_keys = ON; PRAGMA case_sensitive_like = true; \
-             PRAGMA synchronous = FULL;",
+             PRAGMA synchronous = FULL; PRAGMA secure_delete = OFF;",
         )?;
-        let layout = schema::ensure(&mut conn, default_artifact_root)?;
+        schema::ensure(&mut conn, default_artifact_root)?;
         Ok(Store {
             conn,
-            layout,
+            read_only: false,
             default_artifact_root: default_artifact_root.to_string(),
+            wal,
+            durable: true,
+            unsynced: false,
+        })
+    }
+
+    fn open_read_only(path: &Path, default_artifact_root: &str) -> Result<Store> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)?;
+        conn.busy_timeout(busy_timeout())?;
+        let conn = match schema::verify_read_only(&conn) {
+            Ok(()) => conn,
+            // A WAL store whose -shm file is gone cannot be read where that file cannot be
+            // created. Nobody can be writing it then (a writer keeps -shm beside the file),
+            // so SQLite may read the file as immutable, which needs no -shm at all.
+            Err(Error::Database { .. }) => {
+                drop(conn);
+                let conn = Connection::open_with_flags(immutable_uri(path), flags)?;
+                schema::verify_read_only(&conn)?;
+                conn
+            }
+            Err(err) => return Err(err),
+        };
+        conn.execute_batch("PRAGMA case_sensitive_like = true;")?;
+        Ok(Store {
+            conn,
+            read_only: true,
+            default_artifact_root: default_artifact_root.to_string(),
+            wal: None,
+            durable: true,
+            unsynced: false,
         })
     }
 
@@ -110,22 +219,11 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?)
     }
 
-    fn experiment_from_id(
-        conn: &Connection,
-        layout: Layout,
-        id: i64,
-    ) -> Result<Option<Experiment>> {
-        let times = if layout.experiment_times {
-            "creation_time, last_update_time"
-        } else {
-            "NULL, NULL"
-        };
+    fn experiment_from_id(conn: &Connection, id: i64) -> Result<Option<Experiment>> {
         let row = conn
             .query_row(
-                &format!(
-                    "SELECT experiment_id, name, artifact_location, lifecycle_stage, {times} \
-                     FROM experiments WHERE experiment_id = ?1"
-                ),
+                "SELECT experiment_id, name, artifact_location, lifecycle_stage, creation_time, \
+                 last_update_time FROM experiments WHERE experiment_id = ?1",
                 [id],
                 |row| {
                     Ok(Experiment {
@@ -159,7 +257,6 @@ impl Store {
 
     fn set_experiment_stage(&mut self, experiment_id: &str, stage: &str) -> Result<()> {
         let id = validation::parse_experiment_id(experiment_id)?;
-        let layout = self.layout;
         let tx = self.write()?;
         let current: Option<String> = tx
             .query_row(
@@ -178,37 +275,22 @@ impl Store {
             return Err(experiment_not_found(&id.to_string()));
         }
         let now = now_millis();
-        if layout.experiment_times {
-            tx.execute(
-                "UPDATE experiments SET lifecycle_stage = ?1, last_update_time = ?2 \
-                 WHERE experiment_id = ?3",
-                params![stage, now, id],
-            )?;
-        } else {
-            tx.execute(
-                "UPDATE experiments SET lifecycle_stage = ?1 WHERE experiment_id = ?2",
-                params![stage, id],
-            )?;
-        }
+        tx.execute(
+            "UPDATE experiments SET lifecycle_stage = ?1, last_update_time = ?2 \
+             WHERE experiment_id = ?3",
+            params![stage, now, id],
+        )?;
         let deleted_time = (stage == LIFECYCLE_DELETED).then_some(now);
         let (from, to) = if stage == LIFECYCLE_DELETED {
             (LIFECYCLE_ACTIVE, LIFECYCLE_DELETED)
         } else {
             (LIFECYCLE_DELETED, LIFECYCLE_ACTIVE)
         };
-        if layout.run_deleted_time {
-            tx.execute(
-                "UPDATE runs SET lifecycle_stage = ?1, deleted_time = ?2 \
-                 WHERE experiment_id = ?3 AND lifecycle_stage = ?4",
-                params![to, deleted_time, id, from],
-            )?;
-        } else {
-            tx.execute(
-                "UPDATE runs SET lifecycle_stage = ?1 WHERE experiment_id = ?2 \
-                 AND lifecycle_stage = ?3",
-                params![to, id, from],
-            )?;
-        }
+        tx.execute(
+            "UPDATE runs SET lifecycle_stage = ?1, deleted_time = ?2 \
+             WHERE experiment_id = ?3 AND lifecycle_stage = ?4",
+            params![to, deleted_time, id, from],
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -237,6 +319,72 @@ impl Store {
         Ok(rows)
     }
 
+    /// The run's inputs and outputs, read as MLflow's `get_run` reads them. The statements
+    /// are MLflow's own (its SQLAlchemy emits them), so that SQLite picks the same plans and
+    /// the lists come out in MLflow's order, which none of them sets.
+    fn run_io(&self, run_id: &str) -> Result<RunIo> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT inputs.input_uuid, inputs.destination_id AS run_uuid, \
+             datasets.dataset_uuid, datasets.experiment_id, datasets.name, datasets.digest, \
+             datasets.dataset_source_type, datasets.dataset_source, datasets.dataset_schema, \
+             datasets.dataset_profile, input_tags.input_uuid, input_tags.name, \
+             input_tags.value \
+             FROM inputs JOIN datasets ON inputs.source_id = datasets.dataset_uuid \
+             LEFT OUTER JOIN input_tags ON input_tags.input_uuid = inputs.input_uuid \
+             WHERE inputs.destination_type = ?1 AND inputs.destination_id IN (?2) \
+             ORDER BY run_uuid",
+        )?;
+        let mut rows = stmt.query(params!["RUN", run_id])?;
+        // MLflow keys a run's inputs by dataset, in the order each dataset first appears.
+        let mut dataset_uuids: Vec<String> = Vec::new();
+        let mut dataset_inputs: Vec<DatasetInput> = Vec::new();
+        while let Some(row) = rows.next()? {
+            let dataset_uuid: String = row.get(2)?;
+            let at = match dataset_uuids.iter().position(|u| *u == dataset_uuid) {
+                Some(at) => at,
+                None => {
+                    dataset_uuids.push(dataset_uuid);
+                    dataset_inputs.push(DatasetInput {
+                        dataset: Dataset {
+                            name: row.get(4)?,
+                            digest: row.get(5)?,
+                            source_type: row.get(6)?,
+                            source: row.get(7)?,
+                            schema: row.get(8)?,
+                            profile: row.get(9)?,
+                        },
+                        tags: Vec::new(),
+                    });
+                    dataset_inputs.len() - 1
+                }
+            };
+            let tag: Option<String> = row.get(11)?;
+            if let Some(key) = tag {
+                dataset_inputs[at].tags.push((key, row.get(12)?));
+            }
+        }
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT inputs.input_uuid, inputs.source_type, inputs.source_id, \
+             inputs.destination_type, inputs.destination_id, inputs.step \
+             FROM inputs \
+             WHERE inputs.source_type = ?1 AND inputs.source_id = ?2 \
+             AND inputs.destination_type = ?3",
+        )?;
+        let model_inputs = stmt
+            .query_map(params!["RUN_INPUT", run_id, "MODEL_INPUT"], |r| r.get(4))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        let model_outputs = stmt
+            .query_map(params!["RUN_OUTPUT", run_id, "MODEL_OUTPUT"], |r| {
+                Ok((r.get(4)?, r.get(5)?))
+            })?
+            .collect::<rusqlite::Result<Vec<(String, i64)>>>()?;
+        Ok(RunIo {
+            dataset_inputs,
+            model_inputs,
+            model_outputs,
+        })
+    }
+
     fn active_run_in(tx: &Transaction<'_>, run_id: &str) -> Result<()> {
         let stage: Option<String> = tx
             .query_row(
@@ -253,7 +401,6 @@ impl Store {
     }
 
     fn set_run_stage(&mut self, run_id: &str, stage: &str) -> Result<()> {
-        let with_time = self.layout.run_deleted_time;
         let tx = self.write()?;
         if tx
             .query_row("SELECT 1 FROM runs WHERE run_uuid = ?1", [run_id], |_| {
@@ -265,17 +412,10 @@ impl Store {
             return Err(run_not_found(run_id));
         }
         let deleted_time = (stage == LIFECYCLE_DELETED).then(now_millis);
-        if with_time {
-            tx.execute(
-                "UPDATE runs SET lifecycle_stage = ?1, deleted_time = ?2 WHERE run_uuid = ?3",
-                params![stage, deleted_time, run_id],
-            )?;
-        } else {
-            tx.execute(
-                "UPDATE runs SET lifecycle_stage = ?1 WHERE run_uuid = ?2",
-                params![stage, run_id],
-            )?;
-        }
+        tx.execute(
+            "UPDATE runs SET lifecycle_stage = ?1, deleted_time = ?2 WHERE run_uuid = ?3",
+            params![stage, deleted_time, run_id],
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -329,6 +469,81 @@ impl Store {
 }
 
 impl Backend for Store {
+    /// `wal_checkpoint(TRUNCATE)`, so that a copy of the `.db` file alone holds every commit.
+    /// A reader on an older snapshot keeps the checkpoint from finishing (SQLite reports
+    /// busy); waiting the busy timeout out would stall the writer behind a reader, so the
+    /// checkpoint copies what it can now and the next one finishes the job.
+    fn checkpoint(&mut self) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        self.conn.busy_timeout(Duration::ZERO)?;
+        let done = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            });
+        self.conn.busy_timeout(busy_timeout())?;
+        match done {
+            Ok(_) => Ok(()),
+            Err(err)
+                if matches!(
+                    err.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// In WAL mode a commit at `synchronous = NORMAL` is as visible to other connections as
+    /// one at FULL, but skips the fsync: the WAL is synced later (`sync`, a checkpoint, or
+    /// the next commit at FULL). Other journal modes keep FULL, whose visibility costs the
+    /// same.
+    fn set_durable(&mut self, durable: bool) -> Result<()> {
+        if self.wal.is_none() || durable == self.durable {
+            return Ok(());
+        }
+        let level = if durable { "FULL" } else { "NORMAL" };
+        self.conn
+            .execute_batch(&format!("PRAGMA synchronous = {level};"))?;
+        self.durable = durable;
+        Ok(())
+    }
+
+    /// What a commit at FULL would have done for the frames committed at NORMAL: an fsync of
+    /// the WAL. A WAL that is gone was checkpointed into the file, which that synced.
+    fn sync(&mut self) -> Result<()> {
+        let Some(wal) = self.wal.as_ref().filter(|_| self.unsynced) else {
+            return Ok(());
+        };
+        match std::fs::File::open(wal).and_then(|file| file.sync_data()) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(Error::os(&err, wal)),
+        }
+        self.unsynced = false;
+        Ok(())
+    }
+
+    /// Back to MLflow's rollback journal, so that the file alone is the store (readable on
+    /// read-only media and after a copy); only possible when no other connection has the
+    /// store open, else the last one to leave does it. The next open turns WAL on again.
+    fn leave(&mut self) -> Result<()> {
+        self.checkpoint()?;
+        if self.read_only {
+            return Ok(());
+        }
+        self.conn.busy_timeout(Duration::ZERO)?;
+        let _ = self
+            .conn
+            .query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()));
+        self.conn.busy_timeout(busy_timeout())?;
+        Ok(())
+    }
+
     // ---- experiments -------------------------------------------------------------------
 
     fn create_experiment(
@@ -341,23 +556,14 @@ impl Backend for Store {
         for (key, value) in tags {
             validation::validate_experiment_tag(key, value)?;
         }
-        let layout = self.layout;
         let root = self.default_artifact_root.clone();
         let tx = self.write()?;
         let now = now_millis();
-        let inserted = if layout.experiment_times {
-            tx.execute(
-                "INSERT INTO experiments (name, artifact_location, lifecycle_stage, \
-                 creation_time, last_update_time) VALUES (?1, ?2, 'active', ?3, ?3)",
-                params![name, artifact_location, now],
-            )
-        } else {
-            tx.execute(
-                "INSERT INTO experiments (name, artifact_location, lifecycle_stage) \
-                 VALUES (?1, ?2, 'active')",
-                params![name, artifact_location],
-            )
-        };
+        let inserted = tx.execute(
+            "INSERT INTO experiments (name, artifact_location, lifecycle_stage, \
+             creation_time, last_update_time) VALUES (?1, ?2, 'active', ?3, ?3)",
+            params![name, artifact_location, now],
+        );
         if let Err(err) = inserted {
             if let rusqlite::Error::SqliteFailure(e, _) = &err {
                 if e.code == rusqlite::ErrorCode::ConstraintViolation {
@@ -388,7 +594,7 @@ impl Backend for Store {
 
     fn get_experiment(&self, experiment_id: &str) -> Result<Experiment> {
         let id = validation::parse_experiment_id(experiment_id)?;
-        Self::experiment_from_id(&self.conn, self.layout, id)?
+        Self::experiment_from_id(&self.conn, id)?
             .ok_or_else(|| experiment_not_found(&id.to_string()))
     }
 
@@ -402,7 +608,7 @@ impl Backend for Store {
             )
             .optional()?;
         match id {
-            Some(id) => Self::experiment_from_id(&self.conn, self.layout, id),
+            Some(id) => Self::experiment_from_id(&self.conn, id),
             None => Ok(None),
         }
     }
@@ -510,7 +716,14 @@ impl Backend for Store {
             metrics,
             params,
             tags,
+            io: RunIo::default(),
         })
+    }
+
+    fn get_run_with_io(&self, run_id: &str) -> Result<Run> {
+        let mut run = self.get_run(run_id)?;
+        run.io = self.run_io(run_id)?;
+        Ok(run)
     }
 
     /// One page of `search_runs`, in MLflow's order.
@@ -524,7 +737,7 @@ impl Backend for Store {
         let ids = search::search_experiment_ids(&self.conn, search)?;
         let mut experiments = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some(experiment) = Self::experiment_from_id(&self.conn, self.layout, id)? {
+            if let Some(experiment) = Self::experiment_from_id(&self.conn, id)? {
                 experiments.push(experiment);
             }
         }
@@ -710,9 +923,16 @@ impl Backend for Store {
         if rows.is_empty() {
             return Ok(());
         }
+        let changes = self.conn.total_changes();
         let tx = self.write()?;
         Self::insert_metrics_in(&tx, rows)?;
         tx.commit()?;
+        if !self.durable {
+            self.unsynced = true;
+        } else if self.conn.total_changes() > changes {
+            // A commit at FULL that wrote a frame synced the whole WAL, earlier frames too.
+            self.unsynced = false;
+        }
         Ok(())
     }
 
@@ -861,5 +1081,200 @@ mod tests {
         store
             .set_tags(&id, &[("a".to_string(), "b".to_string())])
             .unwrap();
+    }
+
+    fn count(path: &Path, sql: &str) -> i64 {
+        let conn = Connection::open(path).unwrap();
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    fn log_points(store: &mut Store, run_id: &str, n: i64) {
+        let rows: Vec<_> = (0..n)
+            .map(|step| MetricRow {
+                run_id,
+                key: "m",
+                value: step as f64,
+                timestamp: 1,
+                step,
+            })
+            .collect();
+        store.insert_metrics(&rows).unwrap();
+    }
+
+    #[test]
+    fn get_run_with_io_reads_inputs_and_outputs() {
+        let (_dir, mut store) = store();
+        let run_id = store
+            .create_run("0", "me", 1, "r", &[])
+            .unwrap()
+            .info
+            .run_id;
+        assert_eq!(store.get_run_with_io(&run_id).unwrap().io, RunIo::default());
+        store
+            .conn
+            .execute_batch(&format!(
+                "INSERT INTO datasets VALUES ('d1', 0, 'train', 'aa', 'code', '{{}}', '{{\"s\": 1}}', NULL);
+                 INSERT INTO datasets VALUES ('d2', 0, 'bare', 'bb', 'http', 'u', NULL, NULL);
+                 INSERT INTO inputs VALUES ('i1', 'DATASET', 'd1', 'RUN', '{run_id}', 0);
+                 INSERT INTO inputs VALUES ('i2', 'DATASET', 'd2', 'RUN', '{run_id}', 0);
+                 INSERT INTO input_tags VALUES ('i1', 'mlflow.data.context', 'train');
+                 INSERT INTO input_tags VALUES ('i1', 'k', 'v');
+                 INSERT INTO inputs VALUES ('i3', 'RUN_INPUT', '{run_id}', 'MODEL_INPUT', 'm-2', 0);
+                 INSERT INTO inputs VALUES ('i4', 'RUN_INPUT', '{run_id}', 'MODEL_INPUT', 'm-1', 0);
+                 INSERT INTO inputs VALUES ('i5', 'RUN_OUTPUT', '{run_id}', 'MODEL_OUTPUT', 'm-3', 7);
+                 INSERT INTO inputs VALUES ('i6', 'DATASET', 'd1', 'RUN', 'other', 0);"
+            ))
+            .unwrap();
+        let run = store.get_run_with_io(&run_id).unwrap();
+        let mut datasets = run.io.dataset_inputs.clone();
+        datasets.sort_by(|a, b| a.dataset.name.cmp(&b.dataset.name));
+        assert_eq!(
+            datasets,
+            vec![
+                DatasetInput {
+                    dataset: Dataset {
+                        name: "bare".into(),
+                        digest: "bb".into(),
+                        source_type: "http".into(),
+                        source: "u".into(),
+                        schema: None,
+                        profile: None,
+                    },
+                    tags: vec![],
+                },
+                DatasetInput {
+                    dataset: Dataset {
+                        name: "train".into(),
+                        digest: "aa".into(),
+                        source_type: "code".into(),
+                        source: "{}".into(),
+                        schema: Some("{\"s\": 1}".into()),
+                        profile: None,
+                    },
+                    tags: vec![
+                        ("k".into(), "v".into()),
+                        ("mlflow.data.context".into(), "train".into()),
+                    ],
+                },
+            ]
+        );
+        // The primary key's order, which MLflow's query follows too.
+        assert_eq!(run.io.model_inputs, vec!["m-1", "m-2"]);
+        assert_eq!(run.io.model_outputs, vec![("m-3".to_string(), 7)]);
+        // Plain `get_run` skips them.
+        assert_eq!(store.get_run(&run_id).unwrap().io, RunIo::default());
+    }
+
+    fn synchronous(store: &Store) -> i64 {
+        store
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn commits_that_skip_the_fsync_are_synced_later() {
+        let (_dir, mut store) = store();
+        let run_id = store
+            .create_run("0", "me", 1, "r", &[])
+            .unwrap()
+            .info
+            .run_id;
+        assert_eq!(synchronous(&store), 2);
+        store.set_durable(false).unwrap();
+        assert_eq!(synchronous(&store), 1);
+        log_points(&mut store, &run_id, 10);
+        store.set_durable(true).unwrap();
+        assert_eq!(synchronous(&store), 2);
+        assert!(store.unsynced);
+        store.sync().unwrap();
+        assert!(!store.unsynced);
+
+        // A commit at FULL syncs the WAL with the frames before it; one that wrote nothing
+        // does not.
+        store.set_durable(false).unwrap();
+        log_points(&mut store, &run_id, 20);
+        store.set_durable(true).unwrap();
+        log_points(&mut store, &run_id, 20);
+        assert!(store.unsynced);
+        log_points(&mut store, &run_id, 21);
+        assert!(!store.unsynced);
+    }
+
+    #[test]
+    fn after_a_checkpoint_the_db_file_alone_holds_the_rows() {
+        let (dir, mut store) = store();
+        let db = dir.path().join("mlflow.db");
+        let run_id = store
+            .create_run("0", "me", 1, "r", &[])
+            .unwrap()
+            .info
+            .run_id;
+        log_points(&mut store, &run_id, 100);
+        let before = dir.path().join("before.db");
+        std::fs::copy(&db, &before).unwrap();
+        // Without the checkpoint the file alone lacks the run (even the tables, here).
+        let conn = Connection::open(&before).unwrap();
+        let runs = conn.query_row("SELECT count(*) FROM runs", [], |r| r.get::<_, i64>(0));
+        assert!(runs.unwrap_or(0) == 0);
+
+        store.checkpoint().unwrap();
+        assert_eq!(
+            std::fs::metadata(dir.path().join("mlflow.db-wal"))
+                .unwrap()
+                .len(),
+            0
+        );
+        let copy = dir.path().join("copy.db");
+        std::fs::copy(&db, &copy).unwrap();
+        assert_eq!(count(&copy, "SELECT count(*) FROM runs"), 1);
+        assert_eq!(count(&copy, "SELECT count(*) FROM metrics"), 100);
+    }
+
+    #[test]
+    fn a_reader_holding_a_snapshot_defers_the_checkpoint_without_failing_it() {
+        let (dir, mut store) = store();
+        let db = dir.path().join("mlflow.db");
+        let run_id = store
+            .create_run("0", "me", 1, "r", &[])
+            .unwrap()
+            .info
+            .run_id;
+        let reader = Connection::open(&db).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let seen: i64 = reader
+            .query_row("SELECT count(*) FROM metrics", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(seen, 0);
+        log_points(&mut store, &run_id, 10);
+
+        let started = std::time::Instant::now();
+        store.checkpoint().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+
+        reader.execute_batch("COMMIT").unwrap();
+        store.checkpoint().unwrap();
+        let copy = dir.path().join("copy.db");
+        std::fs::copy(&db, &copy).unwrap();
+        assert_eq!(count(&copy, "SELECT count(*) FROM metrics"), 10);
+    }
+
+    #[test]
+    fn missing_directories_are_created_and_a_file_in_the_way_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        Store::open(&dir.path().join("a/b/mlflow.db"), "/tmp/mlruns").unwrap();
+        assert!(dir.path().join("a/b/mlflow.db").is_file());
+        std::fs::write(dir.path().join("file"), b"").unwrap();
+        let Err(err) = Store::open(&dir.path().join("file/c/mlflow.db"), "/tmp/mlruns") else {
+            panic!("opened a store below a file");
+        };
+        let blocked = dir.path().join("file/c");
+        assert_eq!(
+            err,
+            Error::Os {
+                errno: libc::ENOTDIR,
+                path: blocked.to_string_lossy().into_owned(),
+            }
+        );
     }
 }

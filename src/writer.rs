@@ -5,23 +5,26 @@
 //! operation travels the same channel as a closure, so it runs after the records sent before
 //! it (a run ends after its last points are written, a read sees what was logged before it).
 
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{
-    bounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError,
+    bounded, Receiver, RecvTimeoutError, Select, SendTimeoutError, Sender, TryRecvError,
+    TrySendError,
 };
-use parking_lot::Mutex;
-use rustc_hash::FxHashMap;
+use parking_lot::{ArcMutexGuard, Mutex, RawMutex};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::backend::Backend;
 use crate::entities::LIFECYCLE_ACTIVE;
 use crate::error::{Error, Result};
 use crate::interner::Interner;
 use crate::runs::RunRegistry;
+use crate::spool::{self, Journal, RunEvent, RUN_OPENED};
 use crate::store::{run_not_active, MetricRow, Store};
 
 /// One metric point as the hot path sends it: no strings, no Python objects.
@@ -40,8 +43,15 @@ pub enum Msg {
     Metric(MetricRecord),
     /// A store operation; only an engine with a store behind it runs these.
     Job(Job),
-    /// Answered once everything sent before it is durable, wherever the engine sends it.
-    Barrier(Sender<Result<()>>),
+    /// Answered once everything sent before it is in the store, wherever the engine sends
+    /// it: on disk when `durable`, else at least readable by other connections.
+    Barrier {
+        reply: Sender<Result<()>>,
+        durable: bool,
+    },
+    /// This process opened or ended a run: journaled, so that a replay after a crash can
+    /// end the runs the dead process left running.
+    Run(RunEvent),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -59,7 +69,10 @@ impl Default for Config {
         Config {
             flush_interval: Duration::from_millis(100),
             queue_capacity: 200_000,
-            max_batch: 100_000,
+            // Short transactions: a spooled record waits for the writer only as long as one
+            // commit takes, and that bounds what a kill can cost. Larger ones were not
+            // faster (the per-commit cost is small beside the rows).
+            max_batch: CHUNK,
         }
     }
 }
@@ -84,6 +97,12 @@ impl Config {
 pub struct Shared {
     has_error: AtomicBool,
     error: Mutex<Option<Error>>,
+    /// Set by the spooler while the writer is behind and its backlog is full: the hot path
+    /// then waits before queueing, since what waits in the queue is not journaled yet.
+    saturated: AtomicBool,
+    /// The writer holds points it has taken from the queue but not written (a failed write,
+    /// runs that refuse them), so that counting committed points says nothing about them.
+    held: AtomicBool,
 }
 
 impl Shared {
@@ -124,11 +143,25 @@ pub struct WriterState {
     /// Flushes waiting for a tracking server to come back: answered once their points are
     /// delivered, so that `flush()` means delivered even across an outage.
     parked: Vec<Sender<Result<()>>>,
+    /// Journal position of the last message taken from the queue.
+    seen: u64,
+    spool: Option<Arc<Spool>>,
+    /// Runs this process opened and has not ended; when the last one ends, the WAL is
+    /// folded into the database file.
+    open_runs: FxHashSet<u32>,
+    checkpoint_due: bool,
+    /// What the replay at start delivered, until `fastflow.sync()` reports it.
+    replayed_at_start: Replayed,
 }
 
 impl WriterState {
-    fn barrier(&mut self, reply: Sender<Result<()>>) {
-        match self.flush() {
+    fn barrier(&mut self, reply: Sender<Result<()>>, durable: bool) {
+        let outcome = if durable {
+            self.flush()
+        } else {
+            self.flush_visible()
+        };
+        match outcome {
             Err(Error::Unavailable(_)) => self.parked.push(reply),
             outcome => {
                 let _ = reply.send(outcome);
@@ -196,15 +229,46 @@ impl WriterState {
                 None => self.pending.push(record),
             }
         }
+        // Later points for these runs are refused at the call site instead of piling up here.
+        for &run in refused.keys() {
+            if let Ok(run_id) = self.run_id(run) {
+                self.runs.mark(&run_id, false);
+            }
+        }
         if let Some(error) = refused.into_values().next() {
             self.shared.report(error);
         }
         Ok(())
     }
 
+    /// Writes the pending points before a store operation, whose reads must see them: a
+    /// commit, not an fsync (read-after-log stays cheap; a later `flush` or timed commit
+    /// puts them on disk, and the spool holds them until then).
+    fn write_pending_visible(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return self.write_pending();
+        }
+        self.store.set_durable(false)?;
+        let written = self.write_pending();
+        let restored = self.store.set_durable(true);
+        written.and(restored)
+    }
+
     /// Writes every pending point in one transaction. On failure the points stay pending.
     pub fn write_pending(&mut self) -> Result<()> {
+        let outcome = self.write_batch();
+        self.note_held();
+        outcome
+    }
+
+    fn note_held(&self) {
+        let held = !self.pending.is_empty() || !self.stranded.is_empty();
+        self.shared.held.store(held, Ordering::Release);
+    }
+
+    fn write_batch(&mut self) -> Result<()> {
         if self.pending.is_empty() {
+            self.committed();
             return Ok(());
         }
         self.strand_unwritable()?;
@@ -223,16 +287,103 @@ impl WriterState {
             .pending
             .iter()
             .zip(keys.iter().zip(runs.iter()))
-            .map(|(r, (key, run_id))| MetricRow {
-                run_id,
-                key,
-                value: r.value,
-                timestamp: r.timestamp,
-                step: r.step,
-            })
+            .map(|(r, (key, run_id))| metric_row(run_id, key, r))
             .collect();
         self.store.insert_metrics(&rows)?;
         self.pending.clear();
+        self.committed();
+        Ok(())
+    }
+
+    /// Everything taken from the queue so far is in the store (or held as stranded).
+    fn committed(&self) {
+        // Before the count moves: whoever sees the new count sees the points it skips.
+        self.note_held();
+        if let Some(spool) = &self.spool {
+            spool.committed.fetch_max(self.seen, Ordering::Release);
+        }
+    }
+
+    fn run_event(&mut self, event: RunEvent) {
+        if event.status == RUN_OPENED {
+            self.open_runs.insert(event.run);
+        } else if self.open_runs.remove(&event.run) && self.open_runs.is_empty() {
+            self.checkpoint_due = true;
+        }
+    }
+
+    /// Folds the WAL into the database once the last run of this process has ended (the
+    /// job that ends it runs right after its event).
+    fn checkpoint_if_due(&mut self) {
+        if self.checkpoint_due && self.pending.is_empty() {
+            self.checkpoint_due = false;
+            let _ = self.store.checkpoint();
+        }
+    }
+
+    /// Replays the journals of dead processes for this store: their uncommitted points, and
+    /// the end of every run they left running (KILLED, at the journal's last write).
+    pub fn replay_orphans(&mut self) -> Result<Replayed> {
+        // What opening the store replayed counts once, for the first caller who asks.
+        let mut replayed = std::mem::take(&mut self.replayed_at_start);
+        let Some(dir) = self.spool.as_ref().map(|s| s.dir.clone()) else {
+            return Ok(replayed);
+        };
+        for (path, _lock) in spool::orphans(&dir) {
+            let Ok(found) = spool::read(&path) else {
+                continue;
+            };
+            self.replay(&found, &mut replayed)?;
+            replayed.files += 1;
+            let _ = std::fs::remove_file(&path);
+        }
+        let _ = std::fs::remove_dir(&dir);
+        Ok(replayed)
+    }
+
+    fn replay(&mut self, found: &spool::Recovered, replayed: &mut Replayed) -> Result<()> {
+        let mut writable: FxHashMap<&str, bool> = FxHashMap::default();
+        for (run_id, _, _) in &found.points {
+            if !writable.contains_key(&**run_id) {
+                let stage = self.store.run_lifecycle(run_id)?;
+                writable.insert(run_id, stage.as_deref() == Some(LIFECYCLE_ACTIVE));
+            }
+        }
+        let rows: Vec<MetricRow<'_>> = found
+            .points
+            .iter()
+            .filter(|(run_id, _, _)| writable[&**run_id])
+            .map(|(run_id, key, r)| metric_row(run_id, key, r))
+            .collect();
+        replayed.dropped += (found.points.len() - rows.len()) as u64;
+        // A tracking server takes at most 1,000 metrics a request.
+        for chunk in rows.chunks(1000) {
+            self.store.insert_metrics(chunk)?;
+            replayed.points += chunk.len() as u64;
+        }
+        let mut last: Vec<(&str, &RunEvent)> = Vec::new();
+        for (run_id, event) in &found.runs {
+            match last.iter_mut().find(|(id, _)| *id == &**run_id) {
+                Some(slot) => slot.1 = event,
+                None => last.push((run_id, event)),
+            }
+        }
+        for (run_id, event) in last {
+            let (status, end_time) = if event.status == RUN_OPENED {
+                ("KILLED", found.last_write_ms)
+            } else {
+                (event.status, event.end_time)
+            };
+            match self.store.get_run(run_id) {
+                Ok(run) if run.info.status == "RUNNING" => {
+                    self.store
+                        .update_run_info(run_id, Some(status), Some(end_time), None)?;
+                    replayed.runs_ended += 1;
+                }
+                Ok(_) | Err(Error::NotFound(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
         Ok(())
     }
 
@@ -255,8 +406,27 @@ impl WriterState {
         }
     }
 
-    /// Everything logged so far is in the store, or the reason it is not.
+    /// Everything logged so far is durable in the store, or the reason it is not.
     pub fn flush(&mut self) -> Result<()> {
+        let written = self.write_all();
+        // Commits of `flush_visible` may still be in the page cache only.
+        written.and_then(|()| self.store.sync())
+    }
+
+    /// Everything logged so far is committed and readable by other connections, or the
+    /// reason it is not; the commit need not be on disk yet (a later `flush` puts it there).
+    pub fn flush_visible(&mut self) -> Result<()> {
+        if self.pending.is_empty() && self.stranded.is_empty() {
+            // Nothing to commit: skip the two pragmas.
+            return self.write_all();
+        }
+        self.store.set_durable(false)?;
+        let written = self.write_all();
+        let restored = self.store.set_durable(true);
+        written.and(restored)
+    }
+
+    fn write_all(&mut self) -> Result<()> {
         let written = self.write_pending();
         let stranded = self.retry_stranded();
         // The caller hears about the failure now; the hot path need not repeat it.
@@ -265,14 +435,268 @@ impl WriterState {
     }
 }
 
+/// What a replay of dead processes' journals delivered.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Replayed {
+    pub files: u64,
+    pub points: u64,
+    pub runs_ended: u64,
+    /// Points of runs deleted since: refused, as MLflow would refuse them.
+    pub dropped: u64,
+}
+
+/// An engine's journal, shared by the spooler thread that appends, the writer that says
+/// what is committed, and the exit path that finishes it.
+pub struct Spool {
+    dir: PathBuf,
+    shared: Arc<Shared>,
+    interner: Arc<Interner>,
+    runs: Arc<RunRegistry>,
+    journal: Arc<Mutex<Journal>>,
+    /// The caller side of the queue, for the exit path to journal what is still in it.
+    queue: Receiver<Msg>,
+    committed: AtomicU64,
+    /// Set at exit: the spooler stops and the exit path owns the journal.
+    closing: AtomicBool,
+    /// Cuts the spooler's nap between polls short when a caller queues something it waits
+    /// for (a flush, a store operation); metric sends never touch it.
+    wake: Sender<()>,
+    woken: Receiver<()>,
+}
+
+/// What an engine could not deliver by the end of the process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undelivered {
+    pub records: u64,
+    /// Of those, the ones in the journal, which a later `fastflow.sync()` delivers.
+    pub kept: u64,
+    pub dir: Option<PathBuf>,
+    pub journal_error: Option<String>,
+}
+
+/// A queued point as the store takes it, under its run id and key name.
+fn metric_row<'a>(run_id: &'a str, key: &'a str, record: &MetricRecord) -> MetricRow<'a> {
+    MetricRow {
+        run_id,
+        key,
+        value: record.value,
+        timestamp: record.timestamp,
+        step: record.step,
+    }
+}
+
 /// A store with its writer thread. Lives as long as the process.
 pub struct Engine {
     pub runs: Arc<RunRegistry>,
     pub shared: Arc<Shared>,
     sender: Sender<Msg>,
+    spool: Option<Arc<Spool>>,
+    /// Held by the writer while it is inside SQLite, and by `pause` around a fork.
+    gate: Option<Arc<Mutex<()>>>,
+    /// Why the engine runs without the spool it was asked for, until someone says so.
+    spool_error: Mutex<Option<String>>,
+}
+
+/// An engine held still across a fork (see `Engine::pause`); dropping it lets it go on.
+pub struct Paused {
+    _gate: Option<ArcMutexGuard<RawMutex, ()>>,
+    journal: Option<ArcMutexGuard<RawMutex, Journal>>,
+}
+
+impl Paused {
+    /// In a forked child: closes the inherited journal files, so that the parent's lock on
+    /// them ends with the parent. The child never uses this engine again.
+    pub fn release_in_child(mut self) {
+        if let Some(journal) = self.journal.as_mut() {
+            journal.close_files();
+        }
+        // The child's copies of these locks belong to threads it does not have.
+        std::mem::forget(self);
+    }
+}
+
+/// How an engine is started beside its backend.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Journal directory; `None` runs without a spool.
+    pub spool_dir: Option<PathBuf>,
+    pub store_name: String,
+    /// The backend calls into SQLite, which must not be inside a call when the process forks.
+    pub fork_gate: bool,
+}
+
+/// Messages the spooler moves at once, and the largest transaction: a record the spooler
+/// cannot take yet waits for the writer's next commit, so commits are kept short.
+const CHUNK: usize = 2048;
+
+/// The queue in front of the spooler: it empties it whenever the writer has taken a chunk,
+/// so its records wait at most about one commit before they are journaled, and a burst of
+/// logging this long never makes the caller wait.
+const SPOOLED_QUEUE: usize = 65_536;
+
+/// A run of messages from the spooler, with the journal position after them.
+pub struct Chunk {
+    msgs: Vec<Msg>,
+    end_seq: u64,
+}
+
+/// The writer's view of its queue: messages straight from callers, or chunks that the
+/// spooler has journaled.
+enum Source {
+    Direct(Receiver<Msg>),
+    Spooled(Receiver<Chunk>),
+}
+
+struct Inbox {
+    source: Source,
+    buf: VecDeque<Msg>,
+    /// Journal position after the last point taken: points are numbered in queue order.
+    seen: u64,
+}
+
+impl Inbox {
+    fn pop(&mut self) -> Option<Msg> {
+        let msg = self.buf.pop_front()?;
+        if matches!(msg, Msg::Metric(_)) {
+            self.seen += 1;
+        }
+        Some(msg)
+    }
+
+    fn take(&mut self, chunk: Chunk) -> Option<Msg> {
+        let points = chunk
+            .msgs
+            .iter()
+            .filter(|m| matches!(m, Msg::Metric(_)))
+            .count() as u64;
+        self.seen = chunk.end_seq - points;
+        self.buf.extend(chunk.msgs);
+        self.pop()
+    }
+
+    fn recv_timeout(&mut self, timeout: Duration) -> std::result::Result<Msg, RecvTimeoutError> {
+        if let Some(msg) = self.pop() {
+            return Ok(msg);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let chunk = match &self.source {
+                Source::Direct(rx) => return rx.recv_timeout(timeout),
+                Source::Spooled(rx) => rx.recv_deadline(deadline)?,
+            };
+            if let Some(msg) = self.take(chunk) {
+                return Ok(msg);
+            }
+        }
+    }
+
+    fn try_recv(&mut self) -> std::result::Result<Msg, TryRecvError> {
+        if let Some(msg) = self.pop() {
+            return Ok(msg);
+        }
+        loop {
+            let chunk = match &self.source {
+                Source::Direct(rx) => return rx.try_recv(),
+                Source::Spooled(rx) => rx.try_recv()?,
+            };
+            if let Some(msg) = self.take(chunk) {
+                return Ok(msg);
+            }
+        }
+    }
+}
+
+/// How often the spooler records the commit point while nothing arrives.
+const SPOOL_TICK: Duration = Duration::from_millis(50);
+/// How often it looks for more while points are arriving: well inside the loss bound a
+/// kill may cost, and the queue in front of it lasts far longer at any logging rate.
+const SPOOL_POLL: Duration = Duration::from_millis(1);
+
+/// Journals what callers queue at once, then passes it on to the writer. What the writer
+/// has not taken yet waits here, already journaled (up to the queue capacity); only the
+/// small queue in front of this thread holds points not yet journaled. It waits for input
+/// without taking it, so that everything it takes is journaled under the journal's lock and
+/// the exit path, holding that lock, sees a consistent journal.
+fn spooler_loop(spool: Arc<Spool>, forward: Sender<Chunk>, capacity: usize) {
+    let mut backlog: VecDeque<Chunk> = VecDeque::new();
+    let mut backlog_len = 0usize;
+    let mut busy = false;
+    loop {
+        while let Some(chunk) = backlog.pop_front() {
+            let len = chunk.msgs.len();
+            match forward.try_send(chunk) {
+                Ok(()) => backlog_len -= len,
+                Err(TrySendError::Full(chunk)) => {
+                    backlog.push_front(chunk);
+                    break;
+                }
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+        let room = backlog_len < capacity;
+        spool.shared.saturated.store(!room, Ordering::Relaxed);
+        if busy && room {
+            // While points keep coming, poll instead of parking: a parked spooler would make
+            // every send on the hot path pay for waking it up.
+            let _ = spool.woken.recv_timeout(SPOOL_POLL);
+        } else {
+            let mut select = Select::new();
+            if room {
+                select.recv(&spool.queue);
+            }
+            if !backlog.is_empty() {
+                select.send(&forward);
+            }
+            let _ = select.ready_timeout(SPOOL_TICK);
+        }
+        let mut journal = spool.journal.lock();
+        if spool.closing.load(Ordering::Acquire) {
+            return;
+        }
+        journal.mark(spool.committed.load(Ordering::Acquire));
+        if !room {
+            continue;
+        }
+        // Everything queued is journaled at once, so that nothing waits in the queue for
+        // the writer's next commit; the backlog may pass its capacity by one queue's worth.
+        busy = false;
+        loop {
+            let mut msgs = Vec::new();
+            let mut gone = false;
+            while msgs.len() < CHUNK {
+                match spool.queue.try_recv() {
+                    Ok(msg) => msgs.push(msg),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        gone = true;
+                        break;
+                    }
+                }
+            }
+            if msgs.is_empty() {
+                if gone && backlog.is_empty() {
+                    return;
+                }
+                break;
+            }
+            busy = true;
+            let full = msgs.len() == CHUNK;
+            let end_seq = journal.append(&msgs, &spool.interner, &spool.runs);
+            backlog_len += msgs.len();
+            backlog.push_back(Chunk { msgs, end_seq });
+            spool
+                .shared
+                .saturated
+                .store(backlog_len >= capacity, Ordering::Relaxed);
+            if !full {
+                break;
+            }
+        }
+    }
 }
 
 const POLL: Duration = Duration::from_millis(50);
+const HELD_BACK_WAIT: Duration = Duration::from_millis(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 fn backoff_floor() -> Duration {
@@ -289,17 +713,70 @@ impl Engine {
         config: Config,
     ) -> Result<Engine> {
         let store = Store::open(path, artifact_root)?;
-        Engine::start_with(Box::new(store), interner, config)
+        let options = Options {
+            fork_gate: true,
+            ..Options::default()
+        };
+        Engine::start_with(Box::new(store), interner, config, options)
     }
 
-    /// Hands an opened backend (a store, a tracking server) to a new writer thread.
+    /// Hands an opened backend (a store, a tracking server) to a new writer thread, behind
+    /// a spooler thread that journals everything first when `options` name a spool. The
+    /// writer first replays what dead processes left in the spool.
     pub fn start_with(
         store: Box<dyn Backend>,
         interner: Arc<Interner>,
         config: Config,
+        options: Options,
     ) -> Result<Engine> {
-        let (engine, receiver) = Engine::with_queue(config.queue_capacity);
-        let state = WriterState {
+        let mut spool_error = None;
+        let journal = options.spool_dir.as_ref().and_then(|dir| {
+            Journal::create(dir, &options.store_name)
+                .map_err(|error| {
+                    spool_error = Some(format!(
+                        "fastflow cannot keep a spool in {} ({error}); points still queued \
+                         when this process is killed will be lost",
+                        dir.display()
+                    ))
+                })
+                .ok()
+        });
+        let capacity = if journal.is_some() {
+            SPOOLED_QUEUE
+        } else {
+            config.queue_capacity
+        };
+        let (mut engine, receiver) = Engine::with_queue(capacity);
+        *engine.spool_error.lock() = spool_error;
+        let gate = options.fork_gate.then(|| Arc::new(Mutex::new(())));
+        engine.gate = gate.clone();
+        let source = match (journal, options.spool_dir) {
+            (Some(journal), Some(dir)) => {
+                let (wake, woken) = bounded(1);
+                let spool = Arc::new(Spool {
+                    wake,
+                    woken,
+                    dir,
+                    shared: engine.shared.clone(),
+                    interner: interner.clone(),
+                    runs: engine.runs.clone(),
+                    journal: Arc::new(Mutex::new(journal)),
+                    queue: receiver,
+                    committed: AtomicU64::new(0),
+                    closing: AtomicBool::new(false),
+                });
+                let (forward, chunks) = bounded(2);
+                let spooler = spool.clone();
+                let capacity = config.queue_capacity;
+                thread::Builder::new()
+                    .name("fastflow-spooler".into())
+                    .spawn(move || spooler_loop(spooler, forward, capacity))?;
+                engine.spool = Some(spool);
+                Source::Spooled(chunks)
+            }
+            _ => Source::Direct(receiver),
+        };
+        let mut state = WriterState {
             store,
             runs: engine.runs.clone(),
             interner,
@@ -309,11 +786,84 @@ impl Engine {
             keys: Vec::new(),
             run_ids: Vec::new(),
             parked: Vec::new(),
+            seen: 0,
+            spool: engine.spool.clone(),
+            open_runs: FxHashSet::default(),
+            checkpoint_due: false,
+            replayed_at_start: Replayed::default(),
+        };
+        let inbox = Inbox {
+            source,
+            buf: VecDeque::new(),
+            seen: 0,
         };
         thread::Builder::new()
             .name("fastflow-writer".into())
-            .spawn(move || writer_loop(state, receiver, config))?;
+            .spawn(move || {
+                {
+                    let _inside = gate.as_ref().map(|g| g.lock());
+                    // A store that cannot take the replay now keeps the journals for later.
+                    if let Ok(replayed) = state.replay_orphans() {
+                        state.replayed_at_start = replayed;
+                    }
+                }
+                writer_loop(state, inbox, config, gate)
+            })?;
         Ok(engine)
+    }
+
+    /// Waits until the writer is outside SQLite and the spooler outside its journal, and
+    /// keeps them out while the guard lives: taken just before the process forks.
+    pub fn pause(&self) -> Paused {
+        Paused {
+            _gate: self.gate.as_ref().map(|g| g.lock_arc()),
+            journal: self.spool.as_ref().map(|s| s.journal.lock_arc()),
+        }
+    }
+
+    /// Why the spool could not be kept, once.
+    pub fn take_spool_error(&self) -> Option<String> {
+        self.spool_error.lock().take()
+    }
+
+    /// Whether this engine journals what it queues.
+    pub fn spooled(&self) -> bool {
+        self.spool.is_some()
+    }
+
+    /// At the end of the process: removes the journal when everything was delivered;
+    /// otherwise journals what is still queued and says how much the store lacks.
+    pub fn finish(&self, delivered: bool) -> Option<Undelivered> {
+        let spool = self.spool.as_ref()?;
+        spool.closing.store(true, Ordering::Release);
+        let mut journal = spool.journal.lock();
+        let committed = spool.committed.load(Ordering::Acquire);
+        if delivered && committed >= journal.seq && spool.queue.is_empty() {
+            journal.remove();
+            return None;
+        }
+        let mut rest = Vec::new();
+        while let Ok(msg) = spool.queue.try_recv() {
+            if matches!(msg, Msg::Metric(_) | Msg::Run(_)) {
+                rest.push(msg);
+            }
+        }
+        let committed = spool.committed.load(Ordering::Acquire);
+        journal.append(&rest, &spool.interner, &spool.runs);
+        journal.mark(committed);
+        let _ = journal.sync();
+        let records = journal.seq.saturating_sub(committed);
+        if records == 0 {
+            journal.remove();
+            return None;
+        }
+        let missing = journal.missing_after(committed);
+        Some(Undelivered {
+            records,
+            kept: records - missing.min(records),
+            dir: Some(journal.dir().to_path_buf()),
+            journal_error: journal.last_error.clone(),
+        })
     }
 
     /// An engine whose queue the caller drains itself (see `outbox`).
@@ -323,6 +873,9 @@ impl Engine {
             runs: Arc::new(RunRegistry::default()),
             shared: Arc::new(Shared::default()),
             sender,
+            spool: None,
+            gate: None,
+            spool_error: Mutex::new(None),
         };
         (engine, receiver)
     }
@@ -330,19 +883,48 @@ impl Engine {
     /// The hot path: a send that only blocks when the queue is full.
     #[inline]
     pub fn try_send_metric(&self, record: MetricRecord) -> std::result::Result<(), Msg> {
+        if self.held_back() {
+            return Err(Msg::Metric(record));
+        }
         match self.sender.try_send(Msg::Metric(record)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(msg)) | Err(TrySendError::Disconnected(msg)) => Err(msg),
         }
     }
 
+    /// Whether a point must wait before it joins the queue: the writer is behind, so the
+    /// spooler could not journal it until the writer's next commit; the caller waits here
+    /// instead, with its point not yet logged.
+    #[inline]
+    fn held_back(&self) -> bool {
+        self.shared.saturated.load(Ordering::Relaxed)
+    }
+
     /// Sends, waiting while the queue is full. `keep_waiting` is asked between polls (the
     /// Python layer checks for Ctrl-C there); a write failure reported meanwhile ends the
     /// wait, since the queue may stay full until the store recovers.
     pub fn send(&self, mut msg: Msg, keep_waiting: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        let mut asked = Instant::now();
         loop {
+            if matches!(msg, Msg::Metric(_)) && self.held_back() {
+                thread::sleep(HELD_BACK_WAIT);
+                if asked.elapsed() >= POLL {
+                    asked = Instant::now();
+                    if let Some(error) = self.shared.take_error() {
+                        return Err(error);
+                    }
+                    keep_waiting()?;
+                }
+                continue;
+            }
+            let prompt = !matches!(msg, Msg::Metric(_));
             match self.sender.send_timeout(msg, POLL) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    if let Some(spool) = self.spool.as_ref().filter(|_| prompt) {
+                        let _ = spool.wake.try_send(());
+                    }
+                    return Ok(());
+                }
                 Err(SendTimeoutError::Disconnected(_)) => return Err(Error::WriterStopped),
                 Err(SendTimeoutError::Timeout(back)) => {
                     msg = back;
@@ -388,9 +970,43 @@ impl Engine {
 
     /// Waits until everything sent before this call is durable, or says why it is not.
     pub fn flush(&self, keep_waiting: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        self.barrier(true, keep_waiting)
+    }
+
+    /// Waits until every point sent before this call is committed and readable by other
+    /// connections to the store, without waiting for the disk (for a tracking server:
+    /// delivered, as `flush`). Costs a few loads when the writer has committed everything.
+    pub fn make_visible(&self, keep_waiting: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        if self.all_committed() {
+            return Ok(());
+        }
+        self.barrier(false, keep_waiting)
+    }
+
+    fn barrier(&self, durable: bool, keep_waiting: &mut dyn FnMut() -> Result<()>) -> Result<()> {
         let (reply, answer) = bounded(1);
-        self.send(Msg::Barrier(reply), keep_waiting)?;
+        self.send(Msg::Barrier { reply, durable }, keep_waiting)?;
         Self::wait(&answer, keep_waiting)
+    }
+
+    /// Whether every point queued so far is committed, known without asking the writer.
+    /// Only a spooled engine can tell: the spooler numbers points as it takes them from
+    /// the queue, under the journal's lock, and the writer says up to which number it has
+    /// committed. A direct queue hands points to the writer with nothing counted between
+    /// the take and the commit.
+    fn all_committed(&self) -> bool {
+        let Some(spool) = &self.spool else {
+            return false;
+        };
+        if self.shared.has_error() {
+            return false;
+        }
+        let journal = spool.journal.lock();
+        // The spooler takes from the queue only while it holds the lock, so an empty queue
+        // means every point this caller queued already has its number.
+        spool.queue.is_empty()
+            && spool.committed.load(Ordering::Acquire) >= journal.seq
+            && !self.shared.held.load(Ordering::Acquire)
     }
 
     /// Runs `job` on the writer and waits for it, for callers with nothing to poll.
@@ -405,33 +1021,42 @@ impl Engine {
     }
 }
 
-fn writer_loop(mut state: WriterState, receiver: Receiver<Msg>, config: Config) {
+fn writer_loop(
+    mut state: WriterState,
+    mut inbox: Inbox,
+    config: Config,
+    gate: Option<Arc<Mutex<()>>>,
+) {
     // When the pending batch must be written, and how long to wait after a failed attempt.
     let mut due: Option<Instant> = None;
     let mut backoff = Duration::from_millis(50);
     let mut failing = false;
-    let mut attempt =
-        |state: &mut WriterState, due: &mut Option<Instant>, failing: &mut bool| match state
-            .write_pending()
-        {
-            Ok(()) => {
-                *due = None;
-                *failing = false;
-                backoff = Duration::from_millis(50);
-                state.settle_parked(&Ok(()));
+    let mut attempt = |state: &mut WriterState,
+                       due: &mut Option<Instant>,
+                       failing: &mut bool,
+                       before_operation: bool| match if before_operation {
+        state.write_pending_visible()
+    } else {
+        state.write_pending()
+    } {
+        Ok(()) => {
+            *due = None;
+            *failing = false;
+            backoff = Duration::from_millis(50);
+            state.settle_parked(&Ok(()));
+        }
+        Err(error) => {
+            // An unreachable server is waited out, not raised in the training loop: the
+            // queue holds the points and fills up to apply back-pressure.
+            if !matches!(error, Error::Unavailable(_)) {
+                state.settle_parked(&Err(error.clone()));
+                state.shared.report(error);
             }
-            Err(error) => {
-                // An unreachable server is waited out, not raised in the training loop: the
-                // queue holds the points and fills up to apply back-pressure.
-                if !matches!(error, Error::Unavailable(_)) {
-                    state.settle_parked(&Err(error.clone()));
-                    state.shared.report(error);
-                }
-                *due = Some(Instant::now() + backoff);
-                *failing = true;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-        };
+            *due = Some(Instant::now() + backoff);
+            *failing = true;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    };
     loop {
         // While the store refuses writes, stop taking records once a batch is full, so the
         // channel fills and callers feel back-pressure instead of memory growing.
@@ -439,52 +1064,62 @@ fn writer_loop(mut state: WriterState, receiver: Receiver<Msg>, config: Config) 
             if let Some(at) = due {
                 thread::sleep(at.saturating_duration_since(Instant::now()));
             }
-            attempt(&mut state, &mut due, &mut failing);
+            let _inside = gate.as_ref().map(|g| g.lock());
+            attempt(&mut state, &mut due, &mut failing, false);
             continue;
         }
         let timeout = due
             .map(|at| at.saturating_duration_since(Instant::now()))
             .unwrap_or(Duration::from_secs(3600));
-        match receiver.recv_timeout(timeout) {
+        let received = inbox.recv_timeout(timeout);
+        // Everything below may call into SQLite; a fork waits until it is done.
+        let _inside = gate.as_ref().map(|g| g.lock());
+        state.seen = inbox.seen;
+        match received {
             Ok(Msg::Metric(record)) => {
                 state.pending.push(record);
                 due.get_or_insert_with(|| Instant::now() + config.flush_interval);
                 // Drain what is already queued without waking up again for each record.
                 while state.pending.len() < config.max_batch {
-                    match receiver.try_recv() {
+                    let next = inbox.try_recv();
+                    state.seen = inbox.seen;
+                    match next {
                         Ok(Msg::Metric(record)) => state.pending.push(record),
                         Ok(Msg::Job(job)) => {
                             if !failing {
-                                attempt(&mut state, &mut due, &mut failing);
+                                attempt(&mut state, &mut due, &mut failing, true);
                             }
                             job(&mut state);
+                            state.checkpoint_if_due();
                         }
-                        Ok(Msg::Barrier(reply)) => {
-                            state.barrier(reply);
+                        Ok(Msg::Barrier { reply, durable }) => {
+                            state.barrier(reply, durable);
                             if !state.parked.is_empty() {
                                 due.get_or_insert_with(|| Instant::now() + backoff_floor());
                                 failing = true;
                             }
                         }
+                        Ok(Msg::Run(event)) => state.run_event(event),
                         Err(_) => break,
                     }
                 }
                 if state.pending.len() >= config.max_batch && !failing {
-                    attempt(&mut state, &mut due, &mut failing);
+                    attempt(&mut state, &mut due, &mut failing, false);
                 }
             }
             Ok(Msg::Job(job)) => {
                 if !failing {
-                    attempt(&mut state, &mut due, &mut failing);
+                    attempt(&mut state, &mut due, &mut failing, true);
                 }
                 job(&mut state);
+                state.checkpoint_if_due();
                 if state.pending.is_empty() {
                     due = None;
                     failing = false;
                 }
             }
-            Ok(Msg::Barrier(reply)) => {
-                state.barrier(reply);
+            Ok(Msg::Barrier { reply, durable }) => {
+                state.barrier(reply, durable);
                 if !state.parked.is_empty() {
                     due.get_or_insert_with(|| Instant::now() + backoff_floor());
                     failing = true;
@@ -493,7 +1128,8 @@ fn writer_loop(mut state: WriterState, receiver: Receiver<Msg>, config: Config) 
                     failing = false;
                 }
             }
-            Err(RecvTimeoutError::Timeout) => attempt(&mut state, &mut due, &mut failing),
+            Ok(Msg::Run(event)) => state.run_event(event),
+            Err(RecvTimeoutError::Timeout) => attempt(&mut state, &mut due, &mut failing, false),
             Err(RecvTimeoutError::Disconnected) => {
                 let _ = state.write_pending();
                 return;
@@ -550,6 +1186,113 @@ mod tests {
             .unwrap();
         assert_eq!(history.len(), 10_000);
         assert_eq!(history.last().unwrap().value, 9999.0);
+    }
+
+    /// An engine behind a spool, as the Python layer starts one, whose writer commits only
+    /// when asked.
+    fn spooled_engine(dir: &Path) -> (Engine, Arc<Interner>) {
+        let interner = Arc::new(Interner::default());
+        let store = Store::open(&dir.join("mlflow.db"), "/tmp/mlruns").unwrap();
+        let config = Config {
+            flush_interval: Duration::from_secs(3600),
+            ..Config::default()
+        };
+        let options = Options {
+            spool_dir: Some(dir.join("spool")),
+            store_name: "test".into(),
+            fork_gate: true,
+        };
+        let engine =
+            Engine::start_with(Box::new(store), interner.clone(), config, options).unwrap();
+        assert!(engine.spooled());
+        (engine, interner)
+    }
+
+    fn log_points(engine: &Engine, interner: &Interner, run: u32, key: &str, steps: i64) {
+        let key = interner.intern_metric_key(key).unwrap();
+        for step in 0..steps {
+            let record = MetricRecord {
+                run,
+                key,
+                value: step as f64,
+                timestamp: 1,
+                step,
+            };
+            if let Err(msg) = engine.try_send_metric(record) {
+                engine.send(msg, &mut || Ok(())).unwrap();
+            }
+        }
+    }
+
+    fn points_seen_by_another_connection(dir: &Path, run_id: &str) -> i64 {
+        let reader = rusqlite::Connection::open(dir.join("mlflow.db")).unwrap();
+        reader
+            .query_row(
+                "SELECT count(*) FROM metrics WHERE run_uuid = ?1",
+                [run_id],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn make_visible_commits_for_other_connections() {
+        for spooled in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let (engine, interner) = if spooled {
+                spooled_engine(dir.path())
+            } else {
+                engine(dir.path())
+            };
+            let (run_id, run) = new_run(&engine);
+            log_points(&engine, &interner, run, "loss", 1_000);
+            engine.make_visible(&mut || Ok(())).unwrap();
+            assert_eq!(
+                points_seen_by_another_connection(dir.path(), &run_id),
+                1_000
+            );
+            // Later commits are durable again, and a flush with nothing new still succeeds.
+            log_points(&engine, &interner, run, "acc", 10);
+            engine.flush(&mut || Ok(())).unwrap();
+            engine.flush(&mut || Ok(())).unwrap();
+            assert_eq!(
+                points_seen_by_another_connection(dir.path(), &run_id),
+                1_010
+            );
+        }
+    }
+
+    #[test]
+    fn a_spooled_engine_knows_when_everything_is_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, interner) = spooled_engine(dir.path());
+        let (run_id, run) = new_run(&engine);
+        assert!(engine.all_committed());
+        log_points(&engine, &interner, run, "loss", 5);
+        // The writer waits an hour before it commits on its own.
+        assert!(!engine.all_committed());
+        engine.make_visible(&mut || Ok(())).unwrap();
+        assert!(engine.all_committed());
+        assert_eq!(points_seen_by_another_connection(dir.path(), &run_id), 5);
+
+        // Points the writer holds for a deleted run keep the short answer away: each
+        // `make_visible` reports them, as `flush` does.
+        let id = run_id.clone();
+        engine.call(move |s| s.store.delete_run(&id)).unwrap();
+        log_points(&engine, &interner, run, "late", 1);
+        for _ in 0..2 {
+            let err = engine.make_visible(&mut || Ok(())).unwrap_err();
+            assert!(
+                err.to_string().contains("must be in the 'active' state"),
+                "{err}"
+            );
+            assert!(!engine.all_committed());
+        }
+        let id = run_id.clone();
+        engine.call(move |s| s.store.restore_run(&id)).unwrap();
+        engine.make_visible(&mut || Ok(())).unwrap();
+        assert!(engine.all_committed());
+        assert_eq!(points_seen_by_another_connection(dir.path(), &run_id), 6);
     }
 
     #[test]

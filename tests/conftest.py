@@ -5,7 +5,11 @@ import sys
 
 import fastflow
 import pytest
-from fastflow import _context, fluent
+from fastflow import _bridge, _context, fluent
+
+# The oracle is pure MLflow: in the test processes MLflow keeps its own state and stores.
+# Tests of the bridge run their scenarios in subprocesses, where it is on as for users.
+_bridge.turn_off()
 
 _ENV = (
     "MLFLOW_TRACKING_URI",
@@ -27,6 +31,8 @@ def clean_fluent_state(monkeypatch, tmp_path):
     for name in _ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
+    # Journals of this test's processes stay with it (they are removed at a clean exit).
+    monkeypatch.setenv("FASTFLOW_SPOOL_DIR", str(tmp_path / "spool"))
     yield
     while fastflow.active_run() is not None:
         fastflow.end_run()
@@ -47,6 +53,16 @@ def mlflow():
     import mlflow
 
     return mlflow
+
+
+@pytest.fixture
+def mlflow_bridge(mlflow):
+    """The bridge on in this process for one test; MLflow gets its own state back after."""
+    _bridge.turn_on()
+    _bridge.install()
+    yield mlflow
+    _bridge.uninstall()
+    _bridge.turn_off()
 
 
 @pytest.fixture

@@ -163,7 +163,7 @@ def test_a_run_left_open_by_an_earlier_ray_task_ends_failed(db_uri, mlflow):
     """Ray runs tasks one after another in one worker process; what one task left open must
     not become the parent of the next task's runs."""
     stale = fastflow.start_run(run_name="left-open")
-    stale._ray_task = "task-a"
+    stale._task = "task-a"
     fastflow.log_metric("kept", 1.0)
     fastflow.fluent._end_runs_left_by_other_tasks(fastflow.fluent._stack(), "task-b")
     assert fastflow.active_run() is None
@@ -176,6 +176,6 @@ def test_a_run_left_open_by_an_earlier_ray_task_ends_failed(db_uri, mlflow):
 
     fastflow.log_param("implicit", 1)  # starts a run, as in MLflow
     implicit = fastflow.active_run()
-    implicit._ray_task = "task-c"
+    implicit._task = "task-c"
     fastflow.fluent._end_runs_left_by_other_tasks(fastflow.fluent._stack(), "task-d")
     assert oracle.get_run(implicit.info.run_id).info.status == "FINISHED"

@@ -135,3 +135,23 @@ def test_client_api_written_runs(db_uri, mlflow):
     client.delete_experiment(experiment_id)
     assert oracle.get_experiment(experiment_id).lifecycle_stage == "deleted"
     assert oracle.get_run(run_id).info.lifecycle_stage == "deleted"
+
+
+def test_make_visible_shows_queued_points_to_mlflow_in_this_process(tmp_path, mlflow, monkeypatch):
+    # The writer would otherwise commit on its own only after ten minutes.
+    monkeypatch.setenv("FASTFLOW_FLUSH_INTERVAL_MS", "600000")
+    uri = f"sqlite:///{tmp_path / 'visible.db'}"
+    tracker = fastflow._fastflow.Tracker(uri, str(tmp_path / "artifacts"))
+    run_id = tracker.create_run("0", "me", 0, "r", [])[0][0]
+    oracle = mlflow.MlflowClient(tracking_uri=uri)
+    for round_ in range(3):
+        tracker.log_batch(
+            run_id, [("m", float(s), 1, round_ * 100 + s) for s in range(100)], [], []
+        )
+        assert len(oracle.get_metric_history(run_id, "m")) == round_ * 100
+        tracker.make_visible()
+        assert len(oracle.get_metric_history(run_id, "m")) == (round_ + 1) * 100
+        # Nothing pending: answered without the writer.
+        tracker.make_visible()
+    tracker.flush()
+    assert oracle.get_run(run_id).data.metrics == {"m": 99.0}

@@ -314,4 +314,38 @@ def test_runtime_env_pins_a_parent(db_uri, ray_cluster, mlflow):
 @pytest.fixture(autouse=True)
 def _no_stale_context():
     yield
-    fastflow.fluent._context.publish_to_ray(None)
+    fastflow.ray._hooks.publish(None)
+
+
+def test_a_child_forked_from_a_ray_driver_logs_without_touching_ray(db_uri, ray_cluster, mlflow):
+    """Ray's client state does not survive fork(); a child that asked Ray for the driver's
+    context would wait forever, so it logs to its own store as any forked child does."""
+    import os
+    import time
+
+    with fastflow.start_run():
+        fastflow.log_metric("driver", 1.0)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 1
+            try:
+                with fastflow.start_run(run_name="forked"):
+                    for step in range(500):
+                        fastflow.log_metric("m", float(step), step=step)
+                code = 0
+            finally:
+                os._exit(code)
+        deadline = time.time() + 60
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.time() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                pytest.fail("the forked child hung")
+            time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(status) == 0
+    oracle = mlflow.MlflowClient(tracking_uri=db_uri)
+    [forked] = oracle.search_runs(["0"], filter_string="attributes.run_name = 'forked'")
+    assert len(oracle.get_metric_history(forked.info.run_id, "m")) == 500

@@ -4,7 +4,7 @@ Use it as ``import fastflow as mlflow``: runs, params, tags and metrics go into 
 SQLite schema, so MLflow's UI and client read them.
 """
 
-from fastflow import artifacts, entities, exceptions, tracking
+from fastflow import _bridge, artifacts, entities, exceptions, tracking
 from fastflow._context import get_tracking_uri, set_tracking_uri
 from fastflow._fastflow import __version__, log_metric, log_metrics
 from fastflow._media import Image
@@ -47,7 +47,9 @@ from fastflow.fluent import (
     set_tag,
     set_tags,
     start_run,
+    sync,
 )
+from fastflow.ray import _hooks as _ray_hooks
 from fastflow.tracking import MlflowClient
 
 __all__ = [
@@ -106,5 +108,16 @@ __all__ = [
     "set_tags",
     "set_tracking_uri",
     "start_run",
+    "sync",
     "tracking",
 ]
+
+
+def __getattr__(name):
+    # Everything else MLflow offers (models, registry, autolog, datasets, evaluation) is
+    # MLflow's own code, running on fastflow's runs once the bridge is installed.
+    return _bridge.mlflow_attribute(__name__, name)
+
+
+_ray_hooks.install()
+_bridge.watch()

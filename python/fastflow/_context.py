@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import getpass
-import logging
 import os
 import random
 import sys
 import threading
 
-from fastflow import _fastflow
+from fastflow import _fastflow, _integrations
+from fastflow.exceptions import MlflowException
 
 _DEFAULT_DB = "mlflow.db"
 
@@ -25,37 +25,14 @@ def set_tracking_uri(uri) -> None:
         uri = "sqlite:///" + os.path.abspath(os.fspath(uri))
     _tracking_uri = str(uri)
     os.environ["MLFLOW_TRACKING_URI"] = _tracking_uri
-    publish_to_ray()
-
-
-def ray_worker_context(refresh=False):
-    """The driver's tracking context when this process is a Ray worker, else None."""
-    if "ray" not in sys.modules and "FASTFLOW_RAY_CONTEXT" not in os.environ:
-        return None
-    from fastflow.ray import _driver
-
-    return _driver.worker_context(refresh)
-
-
-def publish_to_ray(top_run=None) -> None:
-    """Shares the driver's tracking state with its Ray workers (nothing without Ray)."""
-    if "ray" in sys.modules:
-        from fastflow.ray import _driver
-
-        # Logging goes on if Ray cannot take the context; workers then use their defaults.
-        try:
-            _driver.publish(top_run)
-        except Exception as e:
-            logging.getLogger("fastflow").warning(
-                "could not share the tracking context with Ray workers: %s", e
-            )
+    _integrations.emit(_integrations.TRACKING_URI_SET, _tracking_uri)
 
 
 def get_tracking_uri() -> str:
     if _tracking_uri is not None:
         return _tracking_uri
     # In a Ray worker the driver's current choice beats an environment inherited at ray.init.
-    driver = ray_worker_context()
+    driver = _integrations.ask(_integrations.WORKER_CONTEXT, False)
     if driver is not None and driver.get("tracking_uri"):
         return driver["tracking_uri"]
     from_env = os.environ.get("MLFLOW_TRACKING_URI")
@@ -70,7 +47,7 @@ def _reset_tracking_uri() -> None:
 
 
 def default_artifact_root() -> str:
-    driver = ray_worker_context()
+    driver = _integrations.ask(_integrations.WORKER_CONTEXT, False)
     if driver is not None and driver.get("artifact_root"):
         return driver["artifact_root"]
     return os.path.abspath("mlruns")
@@ -90,14 +67,38 @@ def tracker(uri=None) -> _fastflow.Tracker:
         return found
 
 
-def _open(uri):
-    driver = ray_worker_context()
-    if driver is not None:
-        from fastflow.ray import _funnel
+_NATIVE_SCHEMES = ("sqlite", "http", "https")
 
-        funnel = _funnel.worker_tracker(uri, driver)
-        if funnel is not None:
-            return funnel
+
+def redacted(uri) -> str:
+    """``uri`` without its credentials, for messages."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return uri
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
+def native(uri) -> bool:
+    """Whether fastflow's own store serves ``uri`` (SQLite files and tracking servers)."""
+    scheme, colon, _ = uri.partition(":")
+    return bool(colon) and scheme.lower() in _NATIVE_SCHEMES
+
+
+def _open(uri):
+    if not native(uri):
+        # Served by MLflow when it is installed (the bridge answers), else refused here.
+        foreign = _integrations.ask(_integrations.FOREIGN_STORE, uri)
+        if foreign is None:
+            raise MlflowException(
+                f"fastflow serves sqlite:// and http(s):// tracking URIs; {redacted(uri)!r} "
+                'is served through MLflow: install it with pip install "fastflow[mlflow]"',
+                error_code="INVALID_PARAMETER_VALUE",
+            )
+        return foreign
+    # A Ray worker on another node than its driver's logs through the driver's funnel.
+    funnel = _integrations.ask(_integrations.WORKER_TRACKER, uri)
+    if funnel is not None:
+        return funnel
     return _fastflow.Tracker(uri, default_artifact_root())
 
 
@@ -105,6 +106,7 @@ def _forget_trackers_after_fork() -> None:
     global _lock
     _lock = threading.Lock()
     _trackers.clear()
+    _integrations.emit(_integrations.FORKED_CHILD)
 
 
 def user() -> str:

@@ -29,6 +29,11 @@ _HTTP_STATUS = {
 class MlflowException(Exception):
     """An error with MLflow's error code (``error_code``, e.g. ``INVALID_PARAMETER_VALUE``)."""
 
+    # No slots of its own (attributes live in the exception's dict): with MLflow in the
+    # process, MLflow's exception class is made a subclass of this one, which Python allows
+    # only between classes of the same layout.
+    __slots__ = ()
+
     def __init__(self, message, error_code=INTERNAL_ERROR, **kwargs):
         if not isinstance(error_code, str) or not error_code:
             error_code = INTERNAL_ERROR

@@ -1,7 +1,9 @@
 """The fluent API: a per-thread stack of active runs, as in MLflow.
 
 The Rust extension keeps a copy of each thread's top run so that ``log_metric`` needs no
-Python code at all; every change to a stack goes through ``_publish`` to keep them equal.
+Python code at all; a stack publishes every change to it, whoever makes it (with MLflow in
+the process, MLflow's own fluent functions push and pop on these same stacks).
+Integrations hear of runs and answer questions through ``_integrations``.
 """
 
 from __future__ import annotations
@@ -9,42 +11,137 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
 import sys
 import threading
 
-from fastflow import _context, _fastflow, _search
+from fastflow import _context, _fastflow, _integrations, _search
 from fastflow.entities import Run, RunStatus, ViewType
+from fastflow.entities.run import RunOutputs
 from fastflow.exceptions import (
     INVALID_PARAMETER_VALUE,
     RESOURCE_ALREADY_EXISTS,
     MlflowException,
 )
-from fastflow.tracking.client import MlflowClient
+from fastflow.tracking.client import MlflowClient, RunOperations
 
 _PARENT_TAG = "mlflow.parentRunId"
 _RUN_NAME_TAG = "mlflow.runName"
 _NOTE_TAG = "mlflow.note.content"
 
 _thread_state = threading.local()
+# Every thread's run stack by thread id, for ending them all on SIGTERM.
+_stacks = {}
 _active_experiment_id = None
 _experiment_lock = threading.Lock()
 
 
-def _stack() -> list:
+class _RunStack(list):
+    """A thread's active runs, innermost last. Pushing and popping publish the new top."""
+
+    def append(self, run) -> None:
+        if not hasattr(run, "_tracker"):
+            # A run MLflow's own start_run pushed: it lives in the current store.
+            run._tracker = _context.tracker()
+        _watch_model_outputs(run)
+        list.append(self, run)
+        _publish(self)
+
+    def pop(self, index=-1):
+        run = list.pop(self, index)
+        _publish(self)
+        return run
+
+    def clear(self) -> None:
+        list.clear(self)
+        _publish(self)
+
+
+# Runs another library had active per thread when fastflow took over its state (MLflow's
+# runs started before ``import fastflow``), taken up by each thread's stack when it is made.
+_adopted: dict = {}
+
+
+def _adopt_stacks(stacks: dict) -> None:
+    for runs in stacks.values():
+        for run in runs:
+            if not hasattr(run, "_tracker"):
+                run._tracker = _context.tracker()
+    _adopted.update({ident: list(runs) for ident, runs in stacks.items() if runs})
+    for ident, stack in list(_stacks.items()):
+        runs = _adopted.pop(ident, None)
+        if runs:
+            list.extend(stack, runs)
+    _publish(_stack())
+
+
+class _ModelOutputs(list):
+    """A run's logged models. MLflow's ``log_model`` appends to the active run's list; the
+    thread's run is published again, so that points of that step are linked to the model."""
+
+    def __init__(self, outputs, run):
+        super().__init__(outputs)
+        self._run = run
+
+    def append(self, output) -> None:
+        list.append(self, output)
+        stack = getattr(_thread_state, "stack", None)
+        if stack and stack[-1] is self._run:
+            _publish(stack)
+
+
+def _watch_model_outputs(run) -> None:
+    outputs = getattr(run, "_outputs", None)
+    if outputs is None:
+        run._outputs = outputs = RunOutputs()
+    models = getattr(outputs, "_model_outputs", None)
+    if models is not None and not isinstance(models, _ModelOutputs):
+        outputs._model_outputs = _ModelOutputs(models, run)
+
+
+def _stack() -> _RunStack:
     stack = getattr(_thread_state, "stack", None)
     if stack is None:
-        stack = _thread_state.stack = []
+        stack = _thread_state.stack = _RunStack()
+        adopted = _adopted.pop(threading.get_ident(), None)
+        if adopted:
+            for run in adopted:
+                stack.append(run)
+        # Threads that ended take their stacks with them.
+        alive = {t.ident for t in threading.enumerate()}
+        for ident in [i for i in _stacks if i not in alive]:
+            del _stacks[ident]
+        _stacks[threading.get_ident()] = stack
     return stack
 
 
-def _publish() -> None:
-    stack = _stack()
+def _publish(stack) -> None:
+    if stack is not getattr(_thread_state, "stack", None):
+        return
     if stack:
         top = stack[-1]
-        _fastflow._set_thread_run(top._tracker, top.info.run_id)
+        steps = []
+        if top.outputs is not None and top.outputs.model_outputs:
+            # Only MLflow links points to models: without it, points stay plain.
+            if _integrations.ask(_integrations.LINKS_MODELS):
+                steps = [output.step for output in top.outputs.model_outputs]
+        _fastflow._set_thread_run(top._tracker, top.info.run_id, steps)
     else:
         _fastflow._set_thread_run(None, None)
-    _context.publish_to_ray(stack[-1] if stack else None)
+    _integrations.emit(_integrations.STACK_CHANGED, stack[-1] if stack else None)
+
+
+def _all_stacks() -> dict:
+    """Every live thread's stack by thread id."""
+    return dict(_stacks)
+
+
+def _last_active_run_id():
+    return getattr(_thread_state, "last_active_run_id", None)
+
+
+def _set_last_active_run_id(run_id) -> None:
+    _thread_state.last_active_run_id = run_id
 
 
 class ActiveRun(Run):
@@ -65,29 +162,13 @@ class ActiveRun(Run):
         return exc_type is None
 
 
-def _ray_task_of_this_call():
-    """The Ray task running this code, when it is a plain task (not an actor method)."""
-    if "ray" not in sys.modules:
-        return None
-    from fastflow.ray import _driver
-
-    return _driver.current_task()
-
-
-def _end_runs_left_by_other_tasks(stack, ray_task) -> None:
-    """A Ray worker process runs one task after another. A run an earlier task left open
-    must not become the parent of this task's runs. A run it started explicitly ends as
-    FAILED (its task never reached its end: it raised outside a ``with`` block); one that
+def _end_runs_left_by_other_tasks(stack, task) -> None:
+    """A worker process (Ray's) runs one task after another. A run an earlier task left
+    open must not become the parent of this task's runs. A run it started explicitly ends
+    as FAILED (its task never reached its end: it raised outside a ``with`` block); one that
     logging started implicitly ends as FINISHED, as it would at process exit."""
-    while stack and getattr(stack[0], "_ray_task", None) not in (None, ray_task):
+    while stack and getattr(stack[0], "_task", None) not in (None, task):
         end_run("FINISHED" if getattr(stack[-1], "_auto_started", False) else "FAILED")
-
-
-class RunOperations:
-    """What MLflow returns for ``synchronous=False``: ``wait()`` until the data is written."""
-
-    def wait(self):
-        flush()
 
 
 def _client() -> MlflowClient:
@@ -127,8 +208,14 @@ def set_experiment(experiment_name=None, experiment_id=None, trace_location=None
             )
         _active_experiment_id = experiment.experiment_id
         os.environ["MLFLOW_EXPERIMENT_ID"] = _active_experiment_id
-    _context.publish_to_ray(active_run())
+    _integrations.emit(_integrations.EXPERIMENT_SET, _active_experiment_id)
     return experiment
+
+
+def _adopt_experiment(experiment_id) -> None:
+    """An experiment another library made active (MLflow's ``set_experiment``)."""
+    global _active_experiment_id
+    _active_experiment_id = experiment_id
 
 
 def _experiment_id_from_env():
@@ -167,9 +254,9 @@ def _experiment_id_from_env():
 def _get_experiment_id() -> str:
     if _active_experiment_id:
         return _active_experiment_id
-    driver = _context.ray_worker_context()
-    if driver is not None and driver.get("experiment_id"):
-        return driver["experiment_id"]
+    parent = _integrations.ask(_integrations.WORKER_CONTEXT, False)
+    if parent is not None and parent.get("experiment_id"):
+        return parent["experiment_id"]
     return _experiment_id_from_env() or "0"
 
 
@@ -226,12 +313,13 @@ def start_run(
             error_code=INVALID_PARAMETER_VALUE,
         )
     experiment_id = str(experiment_id) if experiment_id is not None else None
-    ray_task = _ray_task_of_this_call()
-    if stack and ray_task is not None:
-        _end_runs_left_by_other_tasks(stack, ray_task)
+    task = _integrations.ask(_integrations.TASK_OF_THIS_CALL)
+    if stack and task is not None:
+        _end_runs_left_by_other_tasks(stack, task)
+    parent = None
     if not stack:
-        # A Ray worker outlives the driver's runs: read where the driver logs now.
-        driver = _context.ray_worker_context(refresh=True)
+        # A worker outlives its parent process's runs: read where the parent logs now.
+        parent = _integrations.ask(_integrations.WORKER_CONTEXT, True)
     if stack and not nested:
         raise Exception(
             f"Run with UUID {stack[0].info.run_id} is already active. To start a new run, first "
@@ -282,9 +370,9 @@ def start_run(
                 )
         elif stack:
             parent_run_id = stack[-1].info.run_id
-        elif nested and driver is not None:
-            # In a Ray worker, the driver's active run is the bottom of every stack.
-            parent_run_id = driver.get("parent_run_id")
+        elif nested and parent is not None:
+            # In a worker, the parent process's active run is the bottom of every stack.
+            parent_run_id = parent.get("parent_run_id")
         if parent_run_id is not None:
             user_tags[_PARENT_TAG] = parent_run_id
         if run_name:
@@ -297,9 +385,14 @@ def start_run(
             run_name=run_name,
         )
     active = ActiveRun(run, client._tracker)
-    active._ray_task = ray_task
+    active._task = task
+    if log_system_metrics is None:
+        flag = os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
+        log_system_metrics = flag.strip().lower() in ("true", "1")
+    if log_system_metrics:
+        # Before the run becomes active, as in MLflow: a refusal leaves no active run.
+        _integrations.ask(_integrations.SYSTEM_METRICS, active.info.run_id, bool(existing_run_id))
     stack.append(active)
-    _publish()
     return active
 
 
@@ -310,8 +403,8 @@ def end_run(status: str = "FINISHED") -> None:
         return
     os.environ.pop("MLFLOW_RUN_ID", None)
     run = stack.pop()
-    _publish()
     _thread_state.last_active_run_id = run.info.run_id
+    _integrations.emit(_integrations.RUN_ENDING, run.info.run_id, status)
     MlflowClient(run._tracker.uri).set_terminated(run.info.run_id, status)
 
 
@@ -407,6 +500,12 @@ def set_tags(tags, synchronous=None):
 def delete_tag(key) -> None:
     run = _get_or_start_run()
     MlflowClient(run._tracker.uri).delete_tag(run.info.run_id, key)
+
+
+def _log_linked_metrics(name, args):
+    """``log_metric(s)`` with ``model_id`` or ``dataset``: the link is MLflow's to record."""
+    answer = _integrations.ask(_integrations.LINKED_METRICS, name, args)
+    return answer[0]
 
 
 def flush() -> None:
@@ -558,6 +657,14 @@ def search_runs(
     return _search.frame(rows)
 
 
+def sync(tracking_uri=None) -> dict:
+    """Delivers what processes that died, or exited while the store was unreachable, left
+    in the spool for this store (``FASTFLOW_SPOOL_DIR``): their points, exactly once, and
+    the end of the runs they left running (KILLED, at the time they stopped)."""
+    files, points, runs_ended, dropped = _context.tracker(tracking_uri).sync()
+    return {"files": files, "points": points, "runs_ended": runs_ended, "dropped": dropped}
+
+
 def get_parent_run(run_id):
     return _client().get_parent_run(run_id)
 
@@ -565,28 +672,125 @@ def get_parent_run(run_id):
 # ---- process life --------------------------------------------------------------------------
 
 
+def _exit_timeout() -> float:
+    try:
+        return max(0.0, float(os.environ.get("FASTFLOW_EXIT_TIMEOUT", "30")))
+    except ValueError:
+        return 30.0
+
+
+def _all_active_runs() -> list:
+    """Active runs of every live thread, innermost first. A run a thread left open when it
+    ended stays as it is, as with MLflow (nothing of it sees a thread end)."""
+    alive = {t.ident for t in threading.enumerate()}
+    runs = []
+    for ident, stack in list(_stacks.items()):
+        if ident in alive:
+            runs.extend(reversed(stack))
+    return runs
+
+
+def _finish_process(status=None) -> None:
+    """Ends the process's part: the active run (all of them, with ``status``, on SIGTERM),
+    then every store waited for until FASTFLOW_EXIT_TIMEOUT; what is not delivered by then
+    stays in the spool and one stderr line says where."""
+    _fastflow._set_exit_deadline(_exit_timeout())
+    not_ended = None
+    try:
+        if status is None:
+            end_run()
+        else:
+            for run in _all_active_runs():
+                client = MlflowClient(run._tracker.uri)
+                # A run may have been ended by other means (a Tune trial's, when its thread
+                # ended); only those still running end here.
+                if client.get_run(run.info.run_id).info.status == "RUNNING":
+                    client.set_terminated(run.info.run_id, status)
+            for stack in list(_stacks.values()):
+                stack.clear()
+    except KeyboardInterrupt:
+        # Ctrl-C: stop waiting now; what is not delivered stays in the spool.
+        _fastflow._set_exit_deadline(0)
+    except BaseException as e:
+        not_ended = e
+    try:
+        lines = _fastflow._shutdown()
+    except BaseException as e:
+        lines = [f"fastflow: logged data could not be written at exit: {e}"]
+    # A store that did not take everything is reported once; the run's end is in the spool.
+    if not_ended is not None and not lines:
+        lines = [f"fastflow: could not end the active run at exit: {not_ended}"]
+    for line in lines:
+        print(line, file=sys.stderr)
+
+
 def _end_runs_at_exit() -> None:
+    _finish_process()
+
+
+def _on_sigterm(signum, frame) -> None:
+    """SIGTERM (a scheduler, `docker stop`, a pool's terminate): end the active runs KILLED
+    and deliver what was logged, then die of SIGTERM as the sender expects."""
+    _finish_process("KILLED")
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _install_sigterm_handler() -> None:
+    # Only where the program has not chosen its own behaviour.
+    if threading.current_thread() is not threading.main_thread():
+        return
     try:
-        end_run()
-    except Exception as e:
-        print(f"fastflow: could not end the active run at exit: {e}", file=sys.stderr)
-    try:
-        _fastflow._flush_all()
-    except Exception as e:
-        print(f"fastflow: logged data could not be written at exit: {e}", file=sys.stderr)
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):
+        pass
+
+
+_mp_hook_registered = False
+
+
+def _before_fork() -> None:
+    global _mp_hook_registered
+    # multiprocessing's workers end with os._exit, past every atexit hook; its own
+    # finalizers run before that, so a forked worker registers one there.
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is not None and not _mp_hook_registered:
+        _mp_hook_registered = True
+        mp_util.register_after_fork(_deliver_at_worker_exit, _when_worker_ends)
+    _fastflow._before_fork()
+
+
+def _when_worker_ends(_) -> None:
+    import multiprocessing.util
+
+    multiprocessing.util.Finalize(None, _deliver_at_worker_exit, exitpriority=100)
+
+
+def _deliver_at_worker_exit() -> None:
+    # Runs stay as the worker left them, as with MLflow; what it logged is delivered.
+    _fastflow._set_exit_deadline(_exit_timeout())
+    for line in _fastflow._shutdown():
+        print(line, file=sys.stderr)
+
+
+def _after_fork_in_parent() -> None:
+    _fastflow._after_fork_in_parent()
 
 
 def _after_fork_in_child() -> None:
-    global _thread_state
+    global _thread_state, _stacks
     _fastflow._after_fork_in_child()
     _context._forget_trackers_after_fork()
     _thread_state = threading.local()
+    _stacks = {}
 
 
 atexit.register(_end_runs_at_exit)
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-# A driver that imported Ray first shares its tracking context as soon as Ray starts, so
-# workers log to the driver's store even before the driver starts a run.
-if "ray" in sys.modules:
-    _context.publish_to_ray(None)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
+_install_sigterm_handler()

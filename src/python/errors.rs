@@ -1,6 +1,6 @@
 //! The one place where core errors become Python exceptions.
 
-use pyo3::exceptions::PyKeyboardInterrupt;
+use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyType};
@@ -24,6 +24,11 @@ pub fn to_pyerr(py: Python<'_>, error: Error) -> PyErr {
     match error {
         Error::Interrupted => PyKeyboardInterrupt::new_err(()),
         Error::Remote { code, message } => mlflow_exception(py, &message, &code),
+        // OSError(errno, strerror, filename) picks the subclass (NotADirectoryError, ...)
+        // from the errno, as the failing os call would have in MLflow.
+        Error::Os { errno, path } => {
+            PyOSError::new_err((errno, crate::error::strerror(errno), path))
+        }
         other => mlflow_exception(py, &other.to_string(), other.code().as_str()),
     }
 }

@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
+use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -18,13 +19,41 @@ use crate::error::{Error, Result};
 use crate::process;
 use crate::runs::RunSlot;
 use crate::validation::{invalid_value_message, validate_key, KeyKind};
-use crate::writer::{Engine, MetricRecord, Msg};
+use crate::writer::{Engine, MetricRecord, Msg, Undelivered};
 
 /// The run that fluent calls on this thread log to, mirrored from the Python run stack.
 struct ThreadRun {
     generation: u64,
     engine: Arc<Engine>,
     slot: Arc<RunSlot>,
+    /// Steps at which the run logged a model (MLflow's ``log_model``): MLflow links a fluent
+    /// metric of such a step to those models, so those points take MLflow's path.
+    model_steps: Box<[i64]>,
+}
+
+/// Whether a fluent point of `step` (None is step 0) on the thread's run (or on `run_id`
+/// when that is the thread's run) must be linked to a model the run logged at that step.
+fn links_a_model(run_id: Option<&str>, step: Option<&Bound<'_, PyAny>>) -> bool {
+    ACTIVE.with(|cell| {
+        let Ok(active) = cell.try_borrow() else {
+            return false;
+        };
+        let Some(run) = active.as_ref() else {
+            return false;
+        };
+        if run.model_steps.is_empty() || run_id.is_some_and(|id| id != &*run.slot.id) {
+            return false;
+        }
+        let step = match step {
+            None => 0,
+            Some(step) if step.is_none() => 0,
+            Some(step) => match step.extract::<i64>() {
+                Ok(step) => step,
+                Err(_) => return false,
+            },
+        };
+        run.model_steps.contains(&step)
+    })
 }
 
 #[derive(Default)]
@@ -40,6 +69,7 @@ thread_local! {
 
 static RUN_FOR_LOGGING: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static RUN_OPERATIONS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static LINKED_METRICS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static JSON_DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static NUMBER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
@@ -47,6 +77,11 @@ static NUMBER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 /// the `KeyboardInterrupt` so it can be raised as it came.
 pub fn signal_check(slot: &mut Option<PyErr>) -> impl FnMut() -> Result<()> + '_ {
     move || {
+        if process::exit_deadline_passed() {
+            return Err(Error::Unavailable(
+                "gave up waiting: the process is exiting and FASTFLOW_EXIT_TIMEOUT passed".into(),
+            ));
+        }
         Python::attach(|py| py.check_signals()).map_err(|err| {
             *slot = Some(err);
             Error::Interrupted
@@ -65,6 +100,10 @@ fn send_blocking(py: Python<'_>, engine: &Engine, msg: Msg) -> PyResult<()> {
     let mut interrupt = None;
     let result = py.detach(|| engine.send(msg, &mut signal_check(&mut interrupt)));
     result.map_err(|error| raise(py, error, interrupt))
+}
+
+pub fn send_msg(py: Python<'_>, engine: &Engine, msg: Msg) -> PyResult<()> {
+    send_blocking(py, engine, msg)
 }
 
 pub fn send_records(py: Python<'_>, engine: &Engine, records: Vec<MetricRecord>) -> PyResult<()> {
@@ -301,6 +340,7 @@ fn try_fast(
         if run.generation != process::generation()
             || run.engine.shared.has_error()
             || run.slot.check_active().is_err()
+            || !run.model_steps.is_empty()
         {
             return Fast::Slow;
         }
@@ -411,6 +451,18 @@ fn after_send(
     }
 }
 
+/// A metric tied to a logged model or a dataset: MLflow's own code records the link (the
+/// Python layer hands it over), so the writer's compact records never carry one.
+fn log_linked<'py>(
+    py: Python<'py>,
+    name: &str,
+    args: impl IntoPyObject<'py, Target = pyo3::types::PyTuple>,
+) -> PyResult<Option<Py<PyAny>>> {
+    let hook = LINKED_METRICS.import(py, "fastflow.fluent", "_log_linked_metrics")?;
+    let result = hook.call1((name, args))?;
+    Ok((!result.is_none()).then(|| result.unbind()))
+}
+
 #[pyfunction]
 #[pyo3(signature = (key, value, step=None, synchronous=None, timestamp=None, run_id=None, model_id=None, dataset=None))]
 #[allow(clippy::too_many_arguments)]
@@ -425,7 +477,22 @@ pub fn log_metric(
     model_id: Option<&Bound<'_, PyAny>>,
     dataset: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Option<Py<PyAny>>> {
-    let _ = (model_id, dataset);
+    if model_id.is_some() || dataset.is_some() || links_a_model(run_id, step) {
+        return log_linked(
+            py,
+            "log_metric",
+            (
+                key,
+                value,
+                step,
+                synchronous,
+                timestamp,
+                run_id,
+                model_id,
+                dataset,
+            ),
+        );
+    }
     if synchronous.is_none() && timestamp.is_none() && run_id.is_none() {
         if let Fast::Sent = try_fast(key, value, step) {
             return Ok(None);
@@ -452,7 +519,21 @@ pub fn log_metrics(
     model_id: Option<&Bound<'_, PyAny>>,
     dataset: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Option<Py<PyAny>>> {
-    let _ = (model_id, dataset);
+    if model_id.is_some() || dataset.is_some() || links_a_model(run_id, step) {
+        return log_linked(
+            py,
+            "log_metrics",
+            (
+                metrics,
+                step,
+                synchronous,
+                run_id,
+                timestamp,
+                model_id,
+                dataset,
+            ),
+        );
+    }
     let (engine, slot) = resolve_target(py, run_id)?;
     raise_pending(py, &engine)?;
     slot.check_active().into_py(py)?;
@@ -479,11 +560,12 @@ pub fn log_metrics(
 
 /// Called by the Python run stack whenever the top of this thread's stack changes.
 #[pyfunction]
-#[pyo3(signature = (tracker, run_id))]
+#[pyo3(signature = (tracker, run_id, model_steps=Vec::new()))]
 pub fn _set_thread_run(
     py: Python<'_>,
     tracker: Option<Bound<'_, PyAny>>,
     run_id: Option<String>,
+    model_steps: Vec<i64>,
 ) -> PyResult<()> {
     let next = match (tracker, run_id) {
         (Some(tracker), Some(run_id)) => {
@@ -493,6 +575,7 @@ pub fn _set_thread_run(
                 generation: process::generation(),
                 engine,
                 slot,
+                model_steps: model_steps.into_boxed_slice(),
             })
         }
         _ => None,
@@ -502,13 +585,143 @@ pub fn _set_thread_run(
     Ok(())
 }
 
+/// Called just before `fork()`: holds every writer outside SQLite until the fork is done.
+#[pyfunction]
+pub fn _before_fork() {
+    process::before_fork();
+}
+
+#[pyfunction]
+pub fn _after_fork_in_parent() {
+    process::after_fork_in_parent();
+}
+
 /// Called in a forked child: the parent's writer threads and connections are not ours, and
 /// (as in MLflow) the child starts with no active run. The parent's handles are forgotten,
 /// never dropped: their locks may be held by threads that do not exist here.
 #[pyfunction]
 pub fn _after_fork_in_child() {
-    process::start_new_generation();
+    process::after_fork_in_child();
     ACTIVE.with(|cell| std::mem::forget(cell.take()));
+}
+
+/// From now on, blocking waits give up after `seconds` (the process is ending).
+#[pyfunction]
+pub fn _set_exit_deadline(seconds: f64) {
+    process::set_exit_deadline(Duration::from_secs_f64(seconds.max(0.0)));
+}
+
+fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn undelivered_line(store: &str, reason: &str, lost: Option<Undelivered>) -> String {
+    let store = crate::uri::redacted(store);
+    let Some(lost) = lost else {
+        return format!(
+            "fastflow: logged data was not delivered to {store} before exit ({reason}); the \
+             spool is off (FASTFLOW_SPOOL=0), so it is lost"
+        );
+    };
+    let dir = lost
+        .dir
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    let missing = lost.records - lost.kept;
+    let mut line = format!(
+        "fastflow: {} logged points were not delivered to {store} before exit ({reason}); ",
+        count(lost.records)
+    );
+    if lost.kept > 0 {
+        line.push_str(&format!(
+            "{} are kept in {dir}: run fastflow.sync() with this store (or open it again with \
+             fastflow) to deliver them",
+            count(lost.kept)
+        ));
+    }
+    if missing > 0 {
+        if lost.kept > 0 {
+            line.push_str("; ");
+        }
+        line.push_str(&format!(
+            "{} could not be kept in the spool ({}) and are lost",
+            count(missing),
+            lost.journal_error.as_deref().unwrap_or("write failed")
+        ));
+    }
+    line
+}
+
+/// The end of the process: waits for every store until the exit deadline, folds each
+/// SQLite WAL into its database, and removes journals whose contents were delivered.
+/// Returns one line per store that did not take everything, for stderr. Ctrl-C stops the
+/// wait; what was not delivered stays in the spool.
+#[pyfunction]
+pub fn _shutdown(py: Python<'_>) -> PyResult<Vec<String>> {
+    let mut lines = Vec::new();
+    let mut interrupted = false;
+    for engine in process::current().outbox_engines() {
+        let _ = wait_at_exit(py, &mut interrupted, &engine, |keep| engine.flush(keep));
+    }
+    for (store, engine) in process::current().named_engines() {
+        let mut outcome = wait_at_exit(py, &mut interrupted, &engine, |keep| engine.flush(keep));
+        if outcome.is_ok() {
+            outcome = wait_at_exit(py, &mut interrupted, &engine, |keep| {
+                let answer = engine.submit(|s| s.store.leave(), keep)?;
+                Engine::wait(&answer, keep)
+            });
+            // A checkpoint that could not run leaves a complete store all the same.
+            if let Err(Error::Database { .. }) = outcome {
+                outcome = Ok(());
+            }
+        }
+        let delivered = outcome.is_ok();
+        let lost = py.detach(|| engine.finish(delivered));
+        if let Err(error) = outcome {
+            let reason = match error {
+                Error::Interrupted => "interrupted".to_string(),
+                other => other.to_string(),
+            };
+            if lost.is_some() || !engine.spooled() {
+                lines.push(undelivered_line(&store, &reason, lost));
+            }
+        }
+    }
+    Ok(lines)
+}
+
+/// Waits at exit; a store failure the writer reported meanwhile (a full disk) ends the wait
+/// at once instead of at the deadline, and becomes the reason given.
+fn wait_at_exit(
+    py: Python<'_>,
+    interrupted: &mut bool,
+    engine: &Engine,
+    wait: impl FnOnce(&mut dyn FnMut() -> Result<()>) -> Result<()> + Send,
+) -> Result<()> {
+    if *interrupted {
+        return Err(Error::Interrupted);
+    }
+    let mut interrupt: Option<PyErr> = None;
+    let outcome = py.detach(|| {
+        let mut signals = signal_check(&mut interrupt);
+        let mut keep_waiting = || match engine.shared.take_error() {
+            Some(error) => Err(error),
+            None => signals(),
+        };
+        wait(&mut keep_waiting)
+    });
+    if interrupt.is_some() {
+        *interrupted = true;
+    }
+    outcome
 }
 
 /// Writes what every store of this process still holds (used at interpreter exit).

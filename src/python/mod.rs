@@ -4,6 +4,7 @@ mod artifacts;
 mod errors;
 mod metrics;
 mod outbox;
+mod sqlite_check;
 mod tracker;
 
 use pyo3::prelude::*;
@@ -19,8 +20,13 @@ fn _fastflow(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(metrics::log_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::_set_thread_run, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::_after_fork_in_child, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::_before_fork, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::_after_fork_in_parent, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::_set_exit_deadline, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::_shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::_flush_all, m)?)?;
     m.add_function(wrap_pyfunction!(tracker::_validate_batch_limits, m)?)?;
+    m.add_function(wrap_pyfunction!(sqlite_check::_sqlite_library, m)?)?;
     m.add_function(wrap_pyfunction!(artifacts::_log_artifact, m)?)?;
     m.add_function(wrap_pyfunction!(artifacts::_log_artifacts, m)?)?;
     m.add_function(wrap_pyfunction!(artifacts::_list_artifacts, m)?)?;

@@ -1,7 +1,7 @@
 //! `Tracker`: a handle on one store, with MLflow's store operations. Arguments become owned
 //! Rust values first; the wait for the writer happens with the GIL released.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use pyo3::prelude::*;
@@ -9,15 +9,16 @@ use pyo3::prelude::*;
 use super::errors::{raise_pending, to_pyerr, IntoPyResult};
 use super::metrics::{self, metric_record, BatchMetric};
 use crate::backend::Backend;
-use crate::entities::{self, Experiment, Metric, Run, RunInfo};
+use crate::entities::{self, Experiment, Metric, Run, RunInfo, RunIo};
 use crate::error::{Error, Result};
 use crate::outbox;
 use crate::process;
 use crate::rest_store::RestStore;
 use crate::runs::RunSlot;
 use crate::search;
+use crate::spool::{self, RunEvent};
 use crate::validation::{self, Checked, KeyKind};
-use crate::writer::{Engine, MetricRecord, WriterState};
+use crate::writer::{Engine, MetricRecord, Msg, Options, WriterState};
 
 type ExperimentTuple = (
     String,
@@ -46,6 +47,50 @@ type RunTuple = (
     Vec<(String, String)>,
     Vec<(String, String)>,
 );
+
+type DatasetTuple = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+);
+/// Dataset inputs as (dataset, tags), model input ids, and (model id, step) of outputs.
+type RunIoTuple = (
+    Vec<(DatasetTuple, Vec<(String, String)>)>,
+    Vec<String>,
+    Vec<(String, i64)>,
+);
+type RunWithIoTuple = (
+    RunInfoTuple,
+    Vec<MetricTuple>,
+    Vec<(String, String)>,
+    Vec<(String, String)>,
+    RunIoTuple,
+);
+
+fn io_tuple(io: RunIo) -> RunIoTuple {
+    let datasets = io
+        .dataset_inputs
+        .into_iter()
+        .map(|input| {
+            let d = input.dataset;
+            (
+                (
+                    d.name,
+                    d.digest,
+                    d.source_type,
+                    d.source,
+                    d.schema,
+                    d.profile,
+                ),
+                input.tags,
+            )
+        })
+        .collect();
+    (datasets, io.model_inputs, io.model_outputs)
+}
 
 fn experiment_tuple(e: Experiment) -> ExperimentTuple {
     (
@@ -203,6 +248,15 @@ pub fn flush_engine(py: Python<'_>, engine: &Engine) -> PyResult<()> {
     result.map_err(|error| super::metrics::raise(py, error, interrupt))
 }
 
+/// Waits until every point logged to this engine is readable by other connections to its
+/// store, without waiting for the disk.
+pub fn make_visible_engine(py: Python<'_>, engine: &Engine) -> PyResult<()> {
+    let mut interrupt: Option<PyErr> = None;
+    let result =
+        py.detach(|| engine.make_visible(&mut super::metrics::signal_check(&mut interrupt)));
+    result.map_err(|error| super::metrics::raise(py, error, interrupt))
+}
+
 fn submit_and_wait<T, F>(py: Python<'_>, engine: &Engine, job: F) -> PyResult<T>
 where
     T: Send + 'static,
@@ -274,6 +328,20 @@ fn checked_pairs(
     Ok(out)
 }
 
+/// One engine, so one connection, per database file in the process, however its URI spells
+/// the path (`./a.db`, a symlinked directory): the safe mode of `sqlite_library` needs that.
+fn engine_key(path: &Path) -> String {
+    let resolved = std::fs::canonicalize(path).ok().or_else(|| {
+        let parent = std::fs::canonicalize(path.parent()?).ok()?;
+        Some(parent.join(path.file_name()?))
+    });
+    resolved
+        .as_deref()
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
 #[pyclass(module = "fastflow._fastflow", frozen)]
 pub struct Tracker {
     #[pyo3(get)]
@@ -284,7 +352,8 @@ pub struct Tracker {
 
 /// Where a tracker's data lives.
 enum Target {
-    Sqlite(PathBuf),
+    /// The file as the URI names it, and the key its engine is found by.
+    Sqlite(PathBuf, String),
     /// A tracking server's base URI; credentials stay in the environment.
     Server(String),
 }
@@ -293,25 +362,43 @@ impl Tracker {
     pub fn engine(&self, py: Python<'_>) -> PyResult<Arc<Engine>> {
         let root = self.artifact_root.clone();
         match &self.target {
-            Target::Sqlite(path) => {
-                let key = path.to_string_lossy().into_owned();
+            Target::Sqlite(path, key) => {
+                super::sqlite_check::ensure_checked(py)?;
+                let key = key.clone();
                 let path = path.clone();
+                let options = Options {
+                    spool_dir: spool::dir_for(&key),
+                    store_name: key.clone(),
+                    fork_gate: true,
+                };
                 py.detach(move || {
-                    process::current().engine(&key, || {
+                    process::current().engine(&key, options, || {
                         Ok(Box::new(crate::store::Store::open(&path, &root)?) as Box<dyn Backend>)
                     })
                 })
             }
             Target::Server(base) => {
                 let base = base.clone();
+                let options = Options {
+                    // Named after the redacted URI: credentials never reach a file name.
+                    spool_dir: spool::dir_for(&crate::uri::redacted(&base)),
+                    store_name: crate::uri::redacted(&base),
+                    fork_gate: false,
+                };
                 py.detach(move || {
-                    process::current().engine(&base, || {
+                    process::current().engine(&base, options, || {
                         Ok(Box::new(RestStore::new(&base)?) as Box<dyn Backend>)
                     })
                 })
             }
         }
         .into_py(py)
+        .and_then(|engine: Arc<Engine>| {
+            if let Some(message) = engine.take_spool_error() {
+                warn(py, &message)?;
+            }
+            Ok(engine)
+        })
     }
 
     /// The slot of `run_id`, checking the store once for runs this process has not seen.
@@ -349,7 +436,9 @@ impl Tracker {
         let target = if lower.starts_with("http://") || lower.starts_with("https://") {
             Target::Server(uri.trim_end_matches('/').to_string())
         } else {
-            Target::Sqlite(crate::uri::sqlite_path(&uri).into_py(py)?)
+            let path = crate::uri::sqlite_path(&uri).into_py(py)?;
+            let key = engine_key(&path);
+            Target::Sqlite(path, key)
         };
         let tracker = Tracker {
             uri,
@@ -364,7 +453,7 @@ impl Tracker {
     #[getter]
     fn path(&self) -> String {
         match &self.target {
-            Target::Sqlite(path) => path.to_string_lossy().into_owned(),
+            Target::Sqlite(path, _) => path.to_string_lossy().into_owned(),
             Target::Server(base) => base.clone(),
         }
     }
@@ -454,13 +543,30 @@ impl Tracker {
             s.store
                 .create_run(&experiment_id, &user_id, start_time, &run_name, &tags)
         })?;
-        engine.runs.register(&run.info.run_id, true);
+        let slot = engine.runs.register(&run.info.run_id, true);
+        let opened = RunEvent {
+            run: slot.index,
+            status: spool::RUN_OPENED,
+            end_time: 0,
+        };
+        metrics::send_msg(py, &engine, Msg::Run(opened))?;
         Ok(run_tuple(run))
     }
 
-    fn get_run(&self, py: Python<'_>, run_id: String) -> PyResult<RunTuple> {
+    /// The run as (info, metrics, params, tags); `with_io` adds a fifth element, its inputs
+    /// and outputs (see `RunIoTuple`), which cost more queries and most callers skip.
+    #[pyo3(signature = (run_id, with_io=false))]
+    fn get_run(&self, py: Python<'_>, run_id: String, with_io: bool) -> PyResult<Py<PyAny>> {
         let engine = self.engine(py)?;
-        run_job(py, &engine, move |s| s.store.get_run(&run_id)).map(run_tuple)
+        if !with_io {
+            let row = run_job(py, &engine, move |s| s.store.get_run(&run_id)).map(run_tuple)?;
+            return Ok(row.into_pyobject(py)?.into_any().unbind());
+        }
+        let mut run = run_job(py, &engine, move |s| s.store.get_run_with_io(&run_id))?;
+        let io = io_tuple(std::mem::take(&mut run.io));
+        let (info, metrics, params, tags) = run_tuple(run);
+        let row: RunWithIoTuple = (info, metrics, params, tags, io);
+        Ok(row.into_pyobject(py)?.into_any().unbind())
     }
 
     #[pyo3(signature = (run_id, status=None, end_time=None, run_name=None))]
@@ -476,11 +582,32 @@ impl Tracker {
             entities::validate_status(status).into_py(py)?;
         }
         let engine = self.engine(py)?;
-        run_job(py, &engine, move |s| {
+        // The journal hears of the run's end first, so a replay can end it if the store
+        // never does (the process dies, or exits while its server is down).
+        let event = match status.as_deref() {
+            Some(given) => {
+                let slot = self.run_slot(py, &engine, &run_id)?;
+                let status = spool::terminal_status(given)
+                    .or((given == spool::RUN_OPENED).then_some(spool::RUN_OPENED));
+                status.map(|status| RunEvent {
+                    run: slot.index,
+                    status,
+                    end_time: end_time.unwrap_or_else(entities::now_millis),
+                })
+            }
+            None => None,
+        };
+        if let Some(event) = event.as_ref().filter(|e| e.status != spool::RUN_OPENED) {
+            metrics::send_msg(py, &engine, Msg::Run(event.clone()))?;
+        }
+        let info = run_job(py, &engine, move |s| {
             s.store
                 .update_run_info(&run_id, status.as_deref(), end_time, run_name.as_deref())
-        })
-        .map(info_tuple)
+        })?;
+        if let Some(event) = event.filter(|e| e.status == spool::RUN_OPENED) {
+            metrics::send_msg(py, &engine, Msg::Run(event))?;
+        }
+        Ok(info_tuple(info))
     }
 
     fn delete_run(&self, py: Python<'_>, run_id: String) -> PyResult<()> {
@@ -718,10 +845,25 @@ impl Tracker {
         Ok(found.into_iter().map(experiment_tuple).collect())
     }
 
+    /// Delivers what dead processes left in the spool for this store: points, and the end
+    /// of the runs they left running. Counts include what opening the store replayed.
+    fn sync(&self, py: Python<'_>) -> PyResult<(u64, u64, u64, u64)> {
+        let engine = self.engine(py)?;
+        let r = run_job(py, &engine, |s| s.replay_orphans())?;
+        Ok((r.files, r.points, r.runs_ended, r.dropped))
+    }
+
     /// Waits until everything logged to this store is written.
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
         let engine = self.engine(py)?;
         flush_engine(py, &engine)
+    }
+
+    /// Waits until everything logged to this store is committed and readable by other
+    /// connections (MLflow's own, in this process or another), without the fsync of `flush`.
+    fn make_visible(&self, py: Python<'_>) -> PyResult<()> {
+        let engine = self.engine(py)?;
+        make_visible_engine(py, &engine)
     }
 
     fn __repr__(&self) -> String {

@@ -1,16 +1,23 @@
 """MLflow's tracking entities, with MLflow's names and attributes."""
 
+from fastflow.entities.dataset import Dataset, DatasetInput, InputTag
 from fastflow.entities.experiment import Experiment
 from fastflow.entities.file_info import FileInfo
+from fastflow.entities.logged_model import LoggedModelInput, LoggedModelOutput
 from fastflow.entities.metric import ExperimentTag, Metric, Param, RunTag
 from fastflow.entities.run import Run, RunData, RunInfo, RunInputs, RunOutputs
 from fastflow.entities.status import LifecycleStage, RunStatus, ViewType
 
 __all__ = [
+    "Dataset",
+    "DatasetInput",
     "Experiment",
     "ExperimentTag",
     "FileInfo",
+    "InputTag",
     "LifecycleStage",
+    "LoggedModelInput",
+    "LoggedModelOutput",
     "Metric",
     "Param",
     "Run",

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 from fastflow.entities._base import _MlflowObject
+from fastflow.entities.dataset import Dataset, DatasetInput, InputTag
+from fastflow.entities.logged_model import LoggedModelInput, LoggedModelOutput
 from fastflow.entities.metric import Metric, Param, RunTag
 
 
@@ -63,7 +65,7 @@ class RunData(_MlflowObject):
 
 
 class RunInputs(_MlflowObject):
-    """Datasets and models a run used; fastflow records none yet."""
+    """Datasets (``DatasetInput``) and logged models (``LoggedModelInput``) a run used."""
 
     def __init__(self, dataset_inputs=None, model_inputs=None):
         self._dataset_inputs = list(dataset_inputs or [])
@@ -72,12 +74,23 @@ class RunInputs(_MlflowObject):
     dataset_inputs = property(lambda self: self._dataset_inputs)
     model_inputs = property(lambda self: self._model_inputs)
 
+    def to_dictionary(self):
+        return {
+            "model_inputs": self.model_inputs,
+            "dataset_inputs": [d.to_dictionary() for d in self.dataset_inputs],
+        }
+
 
 class RunOutputs(_MlflowObject):
+    """Logged models (``LoggedModelOutput``) a run produced."""
+
     def __init__(self, model_outputs=None):
         self._model_outputs = list(model_outputs or [])
 
     model_outputs = property(lambda self: self._model_outputs)
+
+    def to_dictionary(self):
+        return {"model_outputs": [m.to_dictionary() for m in self.model_outputs]}
 
 
 class Run(_MlflowObject):
@@ -95,14 +108,32 @@ class Run(_MlflowObject):
     outputs = property(lambda self: self._outputs)
 
     def to_dictionary(self):
-        return {"info": dict(self.info), "data": self.data.to_dictionary()}
+        return {
+            "info": dict(self.info),
+            "data": self.data.to_dictionary(),
+            "inputs": self.inputs.to_dictionary(),
+            "outputs": self.outputs.to_dictionary(),
+        }
 
     @classmethod
     def _from_row(cls, row):
-        info, metrics, params, tags = row
+        """A run from the tracker's row: (info, metrics, params, tags), and its inputs and
+        outputs when the row has a fifth element."""
+        info, metrics, params, tags = row[:4]
         data = RunData(
             [Metric(k, v, ts, step) for k, v, ts, step in metrics],
             [Param(k, v) for k, v in params],
             [RunTag(k, v) for k, v in tags],
         )
-        return cls(RunInfo._from_row(info), data)
+        if len(row) < 5:
+            return cls(RunInfo._from_row(info), data)
+        datasets, model_inputs, model_outputs = row[4]
+        inputs = RunInputs(
+            [
+                DatasetInput(Dataset(*dataset), [InputTag(k, v) for k, v in input_tags])
+                for dataset, input_tags in datasets
+            ],
+            [LoggedModelInput(model_id) for model_id in model_inputs],
+        )
+        outputs = RunOutputs([LoggedModelOutput(m, step) for m, step in model_outputs])
+        return cls(RunInfo._from_row(info), data, inputs, outputs)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 
-from fastflow.ray._driver import CONTEXT_ENV, FUNNEL_ENV
+from fastflow.ray._driver import CONTEXT_ENV
+from fastflow.ray._funnel import FUNNEL_ENV
 
 __all__ = ["CONTEXT_ENV", "FUNNEL_ENV", "MLflowLoggerCallback", "runtime_env", "setup_mlflow"]
 

@@ -17,7 +17,6 @@ import threading
 import time
 
 CONTEXT_ENV = "FASTFLOW_RAY_CONTEXT"
-FUNNEL_ENV = "FASTFLOW_RAY_FUNNEL"
 _NAMESPACE = "fastflow"
 # Workers re-read the context at most this often, except when they start a top-level run.
 _CACHE_SECONDS = 1.0
@@ -101,13 +100,6 @@ def worker_context(refresh: bool = False):
     return context
 
 
-def funnel_mode() -> str:
-    mode = os.environ.get(FUNNEL_ENV, "auto").strip().lower() or "auto"
-    if mode not in ("auto", "always", "never"):
-        raise ValueError(f"{FUNNEL_ENV} must be auto, always or never, not {mode!r}")
-    return mode
-
-
 def publish(top_run=None) -> None:
     """Called in the driver whenever its tracking state changes; cheap when Ray is unused."""
     if "ray" not in sys.modules:
@@ -157,6 +149,8 @@ def _publish_after_init() -> None:
 
 
 def _publish_quietly() -> None:
-    from fastflow import _context
-
-    _context.publish_to_ray(None)
+    try:
+        publish(None)
+    except Exception:
+        # Ray just started; the next change of the tracking state publishes again.
+        pass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import os
 import sys
 import threading
 import time
@@ -23,6 +24,14 @@ _IDLE_SECONDS = 1.0
 _INTERNAL_ERROR = "INTERNAL_ERROR"
 
 _driver_funnels: dict = {}
+FUNNEL_ENV = "FASTFLOW_RAY_FUNNEL"
+
+
+def funnel_mode() -> str:
+    mode = os.environ.get(FUNNEL_ENV, "auto").strip().lower() or "auto"
+    if mode not in ("auto", "always", "never"):
+        raise ValueError(f"{FUNNEL_ENV} must be auto, always or never, not {mode!r}")
+    return mode
 
 
 class FunnelActor:
@@ -63,8 +72,6 @@ def driver_funnel(ray, context):
     ``auto`` (default: only workers on other nodes do, so the actor exists only on clusters
     of more than one node, and only for a SQLite store they could not open).
     """
-    from fastflow.ray._driver import funnel_mode
-
     mode = funnel_mode()
     uri = context["tracking_uri"]
     if mode == "never" or not uri.startswith("sqlite:"):
@@ -175,14 +182,17 @@ class FunnelTracker:
     def flush(self):
         self._outbox.flush()
 
+    # The actor commits every packet durably before it answers, so visible means flushed.
+    make_visible = flush
+
     def create_run(self, *args):
         row = self._call("create_run", *args)
         self._outbox.register_run(row[0][0], True)
         return row
 
-    def get_run(self, run_id):
+    def get_run(self, run_id, with_io=False):
         self.flush()
-        return self._call("get_run", run_id)
+        return self._call("get_run", run_id, with_io)
 
     def update_run(self, *args):
         self.flush()

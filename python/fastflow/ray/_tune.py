@@ -264,7 +264,9 @@ def setup_mlflow(
     params = [Param(k, str(v)) for k, v in _flatten(dict(config or {})).items()]
     for chunk in _chunks(params, _MAX_PARAMS_PER_BATCH):
         client.log_batch(run.info.run_id, params=chunk)
-    _watch_thread(run)
+    holder = _watch_thread(run)
+    if trial_id is not None:
+        _end_before_tune_hears_the_trial_ended(holder)
     return fastflow
 
 
@@ -276,19 +278,30 @@ class _EndsWithThread:
 
     def __init__(self, run):
         self.run = run
+        self._ending = threading.Lock()
+        self._ended = False
         _open_runs.add(self)
 
     def end(self) -> None:
-        if self not in _open_runs:
-            return
-        _open_runs.discard(self)
-        run_id = self.run.info.run_id
-        try:
-            client = MlflowClient(self.run._tracker.uri)
-            if client.get_run(run_id).info.status == "RUNNING":
-                client.set_terminated(run_id, "FINISHED")
-        except Exception as e:
-            logger.warning("could not end run %s: %s", run_id, e)
+        # The holder stays among the open runs until its end is written: Tune stops the
+        # actor as soon as the trial reports its last result, so the process may be exiting
+        # while the trial's thread is still ending the run, and the exit hook must wait for
+        # that end (or write it) rather than find nothing left to end.
+        with self._ending:
+            if self._ended:
+                return
+            self._ended = True
+            run_id = self.run.info.run_id
+            try:
+                tracker = self.run._tracker
+                # No flush first, unlike set_terminated: the end queues behind every point
+                # the trial logged anyway.
+                if MlflowClient(tracker.uri).get_run(run_id).info.status == "RUNNING":
+                    tracker.update_run(run_id, "FINISHED", int(time.time() * 1000), None)
+            except Exception as e:
+                logger.warning("could not end run %s: %s", run_id, e)
+            finally:
+                _open_runs.discard(self)
 
     def __del__(self):
         self.end()
@@ -305,7 +318,33 @@ def _watch_thread(run) -> None:
     held = getattr(_thread_runs, "runs", None)
     if held is None:
         held = _thread_runs.runs = []
-    held.append(_EndsWithThread(run))
+    holder = _EndsWithThread(run)
+    held.append(holder)
+    return holder
+
+
+def _end_before_tune_hears_the_trial_ended(holder) -> None:
+    """When a Tune trainable returns, Tune's wrapper reports a last result from the trial's
+    thread; Tune then stops the actor, whose process is killed a moment into its exit, often
+    before the thread's teardown has ended the run. The run is ended just before that report
+    leaves the thread, so Tune learns the trial is done only once its run is."""
+    try:
+        from ray.train._internal.session import get_session
+        from ray.tune.result import RESULT_DUPLICATE
+    except ImportError:
+        return
+    session = get_session()
+    if session is None:
+        return
+    report = session.report
+    trial_thread = threading.current_thread()
+
+    def report_after_the_run_ends(metrics, *args, **kwargs):
+        if RESULT_DUPLICATE in metrics and threading.current_thread() is trial_thread:
+            holder.end()
+        return report(metrics, *args, **kwargs)
+
+    session.report = report_after_the_run_ends
 
 
 @atexit.register

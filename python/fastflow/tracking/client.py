@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 
-from fastflow import _context, _fastflow, _media, _search
+from fastflow import _context, _fastflow, _integrations, _media, _search
 from fastflow.entities import Experiment, FileInfo, Metric, Run, RunInfo, RunStatus, ViewType
 from fastflow.exceptions import (
     INVALID_PARAMETER_VALUE,
@@ -138,11 +138,23 @@ class MlflowClient:
 
     def __init__(self, tracking_uri=None, registry_uri=None):
         self._tracking_uri = tracking_uri or _context.get_tracking_uri()
+        self._registry_uri = registry_uri
         self._tracker = _context.tracker(self._tracking_uri)
 
     @property
     def tracking_uri(self):
         return self._tracking_uri
+
+    def __getattr__(self, name):
+        # The registry, logged models, datasets, traces: MLflow's own client on this URI.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        found = _integrations.ask(
+            _integrations.MLFLOW_CLIENT, self._tracking_uri, self._registry_uri, name
+        )
+        if found is None:
+            raise AttributeError(f"'MlflowClient' object has no attribute {name!r}")
+        return found[0]
 
     # ---- experiments -----------------------------------------------------------------------
 
@@ -199,7 +211,7 @@ class MlflowClient:
         return Run._from_row(row)
 
     def get_run(self, run_id) -> Run:
-        return Run._from_row(self._tracker.get_run(run_id))
+        return Run._from_row(self._tracker.get_run(run_id, True))
 
     def get_parent_run(self, run_id):
         parent_id = self.get_run(run_id).data.tags.get("mlflow.parentRunId")
@@ -209,10 +221,15 @@ class MlflowClient:
         """Ends a run once everything logged to its store is written."""
         status = status or "FINISHED"
         RunStatus.from_string(status)
+        end_time = end_time or _now_ms()
         try:
             self._tracker.flush()
-        finally:
-            self._tracker.update_run(run_id, status, end_time or _now_ms(), None)
+        except Exception:
+            # The run ends even when its points could not all be written.
+            self._tracker.update_run(run_id, status, end_time, None)
+            raise
+        # Ctrl-C stops the wait without a second one behind it; a later sync ends the run.
+        self._tracker.update_run(run_id, status, end_time, None)
 
     def update_run(self, run_id, status=None, name=None) -> None:
         if status is None and name is None:
@@ -610,11 +627,14 @@ class MlflowClient:
         )
 
     def _operations(self, synchronous):
-        if synchronous is False:
-            from fastflow.fluent import RunOperations
-
-            return RunOperations()
-        return None
+        return RunOperations() if synchronous is False else None
 
 
-__all__ = ["MlflowClient", "RunInfo", "ViewType"]
+class RunOperations:
+    """What MLflow returns for ``synchronous=False``: ``wait()`` until the data is written."""
+
+    def wait(self):
+        _fastflow._flush_all()
+
+
+__all__ = ["MlflowClient", "RunInfo", "RunOperations", "ViewType"]
