@@ -114,3 +114,33 @@ def ray_cluster():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+def pytest_configure(config):
+    # The differential harness's counts reach the summary from whichever process ran it.
+    if "FASTFLOW_DIFFERENTIAL_REPORT" not in os.environ:
+        os.environ["FASTFLOW_DIFFERENTIAL_REPORT"] = os.path.join(
+            str(config.rootpath), ".pytest_cache", f"differential-{os.getpid()}.json"
+        )
+        os.makedirs(os.path.dirname(os.environ["FASTFLOW_DIFFERENTIAL_REPORT"]), exist_ok=True)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    path = os.environ.get("FASTFLOW_DIFFERENTIAL_REPORT")
+    if not path or not os.path.exists(path):
+        return
+    import collections
+    import json
+
+    with open(path) as f:
+        outcomes = json.load(f)
+    os.remove(path)
+    counts = collections.Counter(outcomes.values())
+    on_purpose = {k: v for k, v in counts.items() if k.startswith("on purpose")}
+    terminalreporter.section("differential harness against MLflow")
+    terminalreporter.write_line(
+        f"{len(outcomes)} scenarios: {counts['agree']} agree with MLflow, "
+        f"{sum(on_purpose.values())} differ on purpose, {counts['differ']} differ unexplained"
+    )
+    for label, count in sorted(on_purpose.items()):
+        terminalreporter.write_line(f"  {label}: {count}")

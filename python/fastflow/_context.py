@@ -8,7 +8,7 @@ import random
 import sys
 import threading
 
-from fastflow import _fastflow, _integrations
+from fastflow import _fastflow, _git, _integrations
 from fastflow.exceptions import MlflowException
 
 _DEFAULT_DB = "mlflow.db"
@@ -131,11 +131,12 @@ def _in_notebook() -> bool:
 
 
 def system_tags() -> dict:
-    """The tags MLflow puts on every new run: user, source name and source type."""
+    """The tags MLflow puts on every new run: user, source name and type, and git's."""
     return {
         "mlflow.user": user(),
-        "mlflow.source.name": sys.argv[0] if sys.argv else "<console>",
+        "mlflow.source.name": sys.argv[0] if sys.argv and sys.argv[0] else "<console>",
         "mlflow.source.type": "NOTEBOOK" if _in_notebook() else "LOCAL",
+        **_git.git_tags(),
     }
 
 

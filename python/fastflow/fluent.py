@@ -91,9 +91,15 @@ class _ModelOutputs(list):
 
 
 def _watch_model_outputs(run) -> None:
+    if isinstance(run, ActiveRun):
+        return  # its _outputs property watches whatever MLflow's log_model puts there
     outputs = getattr(run, "_outputs", None)
     if outputs is None:
         run._outputs = outputs = RunOutputs()
+    _watch_outputs_of(run, outputs)
+
+
+def _watch_outputs_of(run, outputs) -> None:
     models = getattr(outputs, "_model_outputs", None)
     if models is not None and not isinstance(models, _ModelOutputs):
         outputs._model_outputs = _ModelOutputs(models, run)
@@ -121,10 +127,11 @@ def _publish(stack) -> None:
     if stack:
         top = stack[-1]
         steps = []
-        if top.outputs is not None and top.outputs.model_outputs:
+        models = getattr(top.outputs, "model_outputs", None)
+        if models:
             # Only MLflow links points to models: without it, points stay plain.
             if _integrations.ask(_integrations.LINKS_MODELS):
-                steps = [output.step for output in top.outputs.model_outputs]
+                steps = [output.step for output in models]
         _fastflow._set_thread_run(top._tracker, top.info.run_id, steps)
     else:
         _fastflow._set_thread_run(None, None)
@@ -150,6 +157,28 @@ class ActiveRun(Run):
     def __init__(self, run, tracker=None):
         Run.__init__(self, run.info, run.data, run.inputs, run.outputs)
         self._tracker = tracker if tracker is not None else _context.tracker()
+
+    # MLflow's log_model sets the active run's outputs when it has none and appends to them
+    # otherwise; either way the model list is watched, and outputs stay None until then.
+    @property
+    def _outputs(self):
+        return self.__dict__.get("_watched_outputs")
+
+    @_outputs.setter
+    def _outputs(self, outputs):
+        self.__dict__["_watched_outputs"] = outputs
+        if outputs is None:
+            return
+        _watch_outputs_of(self, outputs)
+        stack = getattr(_thread_state, "stack", None)
+        if stack and stack[-1] is self:
+            _publish(stack)
+
+    @classmethod
+    def _properties(cls):
+        # MLflow lists only the properties a class defines itself: iterating its ActiveRun
+        # (dict(run), tools that walk entities) gives nothing, so ours gives nothing too.
+        return []
 
     def __enter__(self):
         return self

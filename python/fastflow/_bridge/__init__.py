@@ -45,6 +45,11 @@ def available() -> bool:
         return False
 
 
+def installed() -> bool:
+    """Whether MLflow in this process runs on fastflow's state, stores and writer."""
+    return _installed
+
+
 def install() -> None:
     """Makes MLflow's fluent state fastflow's and routes its logging through fastflow."""
     global _installed

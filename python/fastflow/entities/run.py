@@ -99,8 +99,9 @@ class Run(_MlflowObject):
     def __init__(self, run_info, run_data, run_inputs=None, run_outputs=None):
         self._info = run_info
         self._data = run_data
-        self._inputs = run_inputs if run_inputs is not None else RunInputs()
-        self._outputs = run_outputs if run_outputs is not None else RunOutputs()
+        # None where the call that made the run does not read them, as MLflow's runs have.
+        self._inputs = run_inputs
+        self._outputs = run_outputs
 
     info = property(lambda self: self._info)
     data = property(lambda self: self._data)
@@ -108,12 +109,14 @@ class Run(_MlflowObject):
     outputs = property(lambda self: self._outputs)
 
     def to_dictionary(self):
-        return {
-            "info": dict(self.info),
-            "data": self.data.to_dictionary(),
-            "inputs": self.inputs.to_dictionary(),
-            "outputs": self.outputs.to_dictionary(),
-        }
+        out = {"info": dict(self.info)}
+        if self.data:
+            out["data"] = self.data.to_dictionary()
+        if self.inputs:
+            out["inputs"] = self.inputs.to_dictionary()
+        if self.outputs:
+            out["outputs"] = self.outputs.to_dictionary()
+        return out
 
     @classmethod
     def _from_row(cls, row):
@@ -126,7 +129,8 @@ class Run(_MlflowObject):
             [RunTag(k, v) for k, v in tags],
         )
         if len(row) < 5:
-            return cls(RunInfo._from_row(info), data)
+            # A run just created: MLflow's store gives it empty inputs and no outputs.
+            return cls(RunInfo._from_row(info), data, RunInputs())
         datasets, model_inputs, model_outputs = row[4]
         inputs = RunInputs(
             [

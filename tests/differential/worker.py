@@ -1,0 +1,101 @@
+"""Runs scenarios for one tool: ``python worker.py mlflow|fastflow BASE TEMPLATE_DB``.
+
+Reads one JSON request a line on stdin ({"name", "input"}) and answers one JSON line on stdout
+({"dir", "exit"}) once the scenario's process has ended. The tool is imported once; each
+scenario runs in a process forked from this pristine one (nothing logged, no store opened), in
+a directory of its own, and ends as a script ends (exit hooks run), so every scenario starts
+from what a fresh interpreter has, for the cost of a fork instead of an import.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import pkgutil
+import shutil
+import sqlite3
+import sys
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import scenarios  # noqa: E402
+from scenario import SCENARIOS, Recorder, describe_exception  # noqa: E402
+
+# Variables a user's shell may hold that would point both tools elsewhere.
+_CLEARED = [name for name in os.environ if name.startswith(("MLFLOW_", "FASTFLOW_"))]
+
+
+def main() -> None:
+    tool, base, template = sys.argv[1], sys.argv[2], sys.argv[3]
+    for info in pkgutil.iter_modules(scenarios.__path__):
+        importlib.import_module(f"scenarios.{info.name}")
+    for name in _CLEARED:
+        del os.environ[name]
+    module = importlib.import_module("mlflow" if tool == "mlflow" else "fastflow")
+    for line in sys.stdin:
+        request = json.loads(line)
+        found = SCENARIOS[request["name"]]
+        directory = os.path.join(base, _dir_name(found.name))
+        os.makedirs(directory)
+        if not found.fresh_store:
+            _copy_store(template, directory)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            _run_child(module, found, request.get("input"), directory)
+        _, status = os.waitpid(pid, 0)
+        print(json.dumps({"dir": directory, "exit": os.waitstatus_to_exitcode(status)}))
+        sys.stdout.flush()
+
+
+def _run_child(module, found, given, directory) -> None:
+    """Never returns: the scenario's process ends the way a script does."""
+    os.chdir(directory)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    for fd, name in ((1, "stdout.txt"), (2, "stderr.txt")):
+        target = os.open(os.path.join(directory, name), os.O_WRONLY | os.O_CREAT, 0o644)
+        os.dup2(target, fd)
+    os.environ["FASTFLOW_SPOOL_DIR"] = os.path.join(directory, "spool")
+    os.environ.update(found.env)
+    record = Recorder()
+    try:
+        if found.takes_input:
+            found.run(module, record, given)
+        else:
+            found.run(module, record)
+    except BaseException as error:  # a scenario's own failure is an observation too
+        record.observations.append(
+            {"scenario raised": describe_exception(error), "at": traceback.format_exc()[-2000:]}
+        )
+    with open(os.path.join(directory, "observations.json"), "w") as out:
+        json.dump(record.observations, out)
+    # Unwinds through the worker's loop to the interpreter's own exit, as a script ends.
+    raise SystemExit(0)
+
+
+def _copy_store(template, directory) -> None:
+    """The template's Default experiment, as if the store had been created in ``directory``."""
+    store = os.path.join(directory, "mlflow.db")
+    shutil.copy(template, store)
+    made_in = os.path.dirname(template)
+    conn = sqlite3.connect(store)
+    with conn:
+        conn.execute(
+            "UPDATE experiments SET artifact_location = replace(artifact_location, ?, ?)",
+            (made_in, directory),
+        )
+    conn.close()
+
+
+def _dir_name(name: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+    return f"{safe[:80]}-{abs(hash(name)) % 10**8}"
+
+
+if __name__ == "__main__":
+    main()
