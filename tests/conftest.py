@@ -140,7 +140,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     terminalreporter.section("differential harness against MLflow")
     terminalreporter.write_line(
         f"{len(outcomes)} scenarios: {counts['agree']} agree with MLflow, "
-        f"{sum(on_purpose.values())} differ on purpose, {counts['differ']} differ unexplained"
+        f"{sum(on_purpose.values())} differ on purpose, {counts['differ']} differ unexplained, "
+        f"{counts['still open']} differ and are listed as still open"
     )
     for label, count in sorted(on_purpose.items()):
         terminalreporter.write_line(f"  {label}: {count}")

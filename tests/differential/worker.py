@@ -28,6 +28,36 @@ from scenario import SCENARIOS, Recorder, describe_exception  # noqa: E402
 _CLEARED = [name for name in os.environ if name.startswith(("MLFLOW_", "FASTFLOW_"))]
 
 
+# Scenarios whose modules (those the tools load on first use: seconds for MLflow's store and
+# what it pulls in) are loaded once in this process instead of in every scenario's.
+_WARM_UP = ["start_and_end_default", "search_runs[all]", "log_metric_value[float]"]
+
+
+def _warm_up(module, base, template) -> None:
+    """Runs the warm-up scenarios in a child and imports what it imported: nothing is opened
+    or configured here, so scenarios still start from nothing."""
+    listing = os.path.join(base, "modules.json")
+    for name in _WARM_UP:
+        directory = os.path.join(base, "warm-up", _dir_name(name))
+        os.makedirs(directory)
+        _copy_store(template, directory)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _run_child(module, SCENARIOS[name], None, directory, listing=listing)
+            finally:
+                os._exit(1)
+        os.waitpid(pid, 0)
+        with open(listing) as f:
+            names = json.load(f)
+        for loaded in names:
+            if loaded not in sys.modules:
+                try:
+                    importlib.import_module(loaded)
+                except Exception:
+                    pass
+
+
 def main() -> None:
     tool, base, template = sys.argv[1], sys.argv[2], sys.argv[3]
     for info in pkgutil.iter_modules(scenarios.__path__):
@@ -35,6 +65,7 @@ def main() -> None:
     for name in _CLEARED:
         del os.environ[name]
     module = importlib.import_module("mlflow" if tool == "mlflow" else "fastflow")
+    _warm_up(module, base, template)
     for line in sys.stdin:
         request = json.loads(line)
         found = SCENARIOS[request["name"]]
@@ -52,7 +83,7 @@ def main() -> None:
         sys.stdout.flush()
 
 
-def _run_child(module, found, given, directory) -> None:
+def _run_child(module, found, given, directory, listing=None) -> None:
     """Never returns: the scenario's process ends the way a script does."""
     os.chdir(directory)
     null = os.open(os.devnull, os.O_RDONLY)
@@ -74,6 +105,9 @@ def _run_child(module, found, given, directory) -> None:
         )
     with open(os.path.join(directory, "observations.json"), "w") as out:
         json.dump(record.observations, out)
+    if listing is not None:
+        with open(listing, "w") as out:
+            json.dump(sorted(sys.modules), out)
     # Unwinds through the worker's loop to the interpreter's own exit, as a script ends.
     raise SystemExit(0)
 

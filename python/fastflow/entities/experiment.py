@@ -15,6 +15,9 @@ class Experiment(_MlflowObject):
         tags=None,
         creation_time=None,
         last_update_time=None,
+        workspace=None,
+        trace_location=None,
+        effective_trace_archival_retention=None,
     ):
         self._experiment_id = experiment_id
         self._name = name
@@ -23,6 +26,9 @@ class Experiment(_MlflowObject):
         self._tags = dict(tags or {})
         self._creation_time = creation_time
         self._last_update_time = last_update_time
+        self._workspace = workspace
+        self._trace_location = trace_location
+        self._effective_trace_archival_retention = effective_trace_archival_retention
 
     experiment_id = property(lambda self: self._experiment_id)
     name = property(lambda self: self._name)
@@ -31,8 +37,14 @@ class Experiment(_MlflowObject):
     tags = property(lambda self: self._tags)
     creation_time = property(lambda self: self._creation_time)
     last_update_time = property(lambda self: self._last_update_time)
+    workspace = property(lambda self: self._workspace)
+    trace_location = property(lambda self: self._trace_location)
+    effective_trace_archival_retention = property(
+        lambda self: self._effective_trace_archival_retention
+    )
 
     @classmethod
     def _from_row(cls, row):
         experiment_id, name, location, stage, created, updated, tags = row
-        return cls(experiment_id, name, location, stage, dict(tags), created, updated)
+        # Every experiment fastflow writes or reads lives in MLflow's default workspace.
+        return cls(experiment_id, name, location, stage, dict(tags), created, updated, "default")
