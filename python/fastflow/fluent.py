@@ -653,7 +653,7 @@ def search_runs(
     if output_format == "list":
         return [Run._from_row(r) for r in rows] if rows else []
     if rows is None:
-        rows = (([], [], [], [], [], []), [], [], [])
+        rows = (([], [], [], [], [], []), [], [], [], ([], [], []))
     return _search.frame(rows)
 
 
