@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 import posixpath
 import tempfile
 import urllib.parse
@@ -135,6 +134,9 @@ def _download_from_uri(artifact_uri, dst_path, tracking_uri, run_artifact_uri):
 def _download(artifact_uri, run_id, artifact_path, dst_path, tracking_uri, run_artifact_uri):
     _one_source(artifact_uri, run_id, artifact_path)
     if dst_path is not None:
+        # Imported here: importing fastflow must not load pathlib (see test_without_mlflow).
+        import pathlib
+
         pathlib.Path(dst_path).mkdir(exist_ok=True, parents=True)
     if artifact_uri is not None:
         return _download_from_uri(artifact_uri, dst_path, tracking_uri, run_artifact_uri)
