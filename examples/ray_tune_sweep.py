@@ -4,12 +4,11 @@ A grid over learning rate and momentum (4 x 2 = 8 trials) trains a tiny linear m
 momentum SGD and reports its validation loss every epoch with ``tune.report``. The callback
 (a drop-in for ``ray.air.integrations.mlflow.MLflowLoggerCallback``) logs one parent run
 for the sweep and one child run per trial: the config as params, every report as metrics
-at step ``training_iteration``. Afterwards the best trial's run is found in the store and
-its loss curve is read back with fastflow's ``MlflowClient``.
+at step ``training_iteration``. Afterwards the best trial's run is found with fastflow's
+``search_runs`` and its loss curve is read back with fastflow's ``MlflowClient``.
 
 Run:  python examples/ray_tune_sweep.py     (RAY_NUM_CPUS=4 to use more cores)
-Runs go to ./mlflow.db, Tune's own trial files to ./ray_results. The lookup uses MLflow
-itself (``pip install mlflow``) because fastflow has no ``search_runs`` yet.
+Runs go to ./mlflow.db, Tune's own trial files to ./ray_results.
 """
 
 import os
@@ -39,12 +38,10 @@ def train_model(config: dict) -> None:
         tune.report({"val_loss": float(np.mean((x_val @ weights - y_val) ** 2))})
 
 
-def best_run_by_mlflow(sweep: str):
-    # MLflow reads the store fastflow wrote. The sweep tag keeps earlier sweeps out, the
-    # metric filter the parent run (it has no val_loss).
-    import mlflow as mlflow_reader
-
-    runs = mlflow_reader.MlflowClient(mlflow.get_tracking_uri()).search_runs(
+def best_run(sweep: str):
+    # The sweep tag keeps earlier sweeps out, the metric filter the parent run (it has no
+    # val_loss).
+    runs = mlflow.MlflowClient().search_runs(
         [mlflow.get_experiment_by_name(EXPERIMENT).experiment_id],
         filter_string=f"tags.sweep = '{sweep}' and metrics.val_loss >= 0",
         order_by=["metrics.val_loss ASC"],
@@ -75,9 +72,8 @@ def main() -> None:
 
     best_trial = results.get_best_result()
     print(f"Tune's best trial: {best_trial.config}, val_loss {best_trial.metrics['val_loss']:.4f}")
-    # Reading one run needs no search: fastflow's client does it without importing MLflow.
     client = mlflow.MlflowClient()
-    run = client.get_run(best_run_by_mlflow(sweep).info.run_id)
+    run = best_run(sweep)
     history = client.get_metric_history(run.info.run_id, "val_loss")
     print(f"Best MLflow run:   {run.info.run_id} ({run.info.run_name}), {run.info.status}")
     print(f"  params {run.data.params}, parent {run.data.tags['mlflow.parentRunId']}")

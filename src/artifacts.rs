@@ -9,7 +9,7 @@ mod proxy;
 
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -18,6 +18,11 @@ use crate::validation::posix_normpath;
 
 const BUFFER: usize = 1 << 20;
 
+/// MLflow's local repository writes each file under this prefix first, skips such names in
+/// listings and refuses to log a file so named; fastflow does the same, so that either one
+/// ignores the other's unfinished files.
+pub const TEMP_PREFIX: &str = ".artifact.uploading.";
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileInfo {
     pub path: String,
@@ -25,20 +30,142 @@ pub struct FileInfo {
     pub file_size: Option<u64>,
 }
 
-/// MLflow's rule: an artifact path must already be in normal form, relative, and inside.
+/// MLflow's rule for the directory an artifact is logged into: already in normal form,
+/// relative, and inside. MLflow raises it without an error code (INTERNAL_ERROR).
 pub fn check_artifact_path(path: Option<&str>) -> Result<()> {
     let Some(path) = path.filter(|p| !p.is_empty()) else {
         return Ok(());
     };
     let norm = posix_normpath(path);
     if norm != path || norm == "." || norm.starts_with("..") || norm.starts_with('/') {
-        return Err(Error::invalid(format!(
+        return Err(Error::Internal(format!(
             "Invalid artifact path: '{path}'. Names may be treated as files in certain cases, \
              and must not resolve to other names when treated as such. This name would \
              resolve to '{norm}'"
         )));
     }
     Ok(())
+}
+
+/// `os.path.abspath`: absolute and normalised, without looking at the file system.
+pub fn absolute(path: &Path) -> PathBuf {
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    PathBuf::from(posix_normpath(&joined.to_string_lossy()))
+}
+
+/// `os.path.realpath`: symbolic links followed as far as the path exists, the rest joined.
+fn resolve(path: &Path) -> PathBuf {
+    fn walk(path: &Path, links: u32) -> PathBuf {
+        let full = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            std::env::current_dir().unwrap_or_default().join(path)
+        };
+        let mut out = PathBuf::from("/");
+        for component in full.components() {
+            match component {
+                Component::Normal(name) => {
+                    out.push(name);
+                    // A loop of links ends where Python's realpath would give up too.
+                    if links < 40 {
+                        if let Ok(target) = fs::read_link(&out) {
+                            let parent = out.parent().map_or_else(|| "/".into(), Path::to_path_buf);
+                            out = walk(&parent.join(target), links + 1);
+                        }
+                    }
+                }
+                Component::ParentDir => {
+                    out.pop();
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+    walk(path, 0)
+}
+
+/// MLflow's guard against escaping through symbolic links: `target`, resolved, must lie
+/// under `base`, resolved. A target that does not exist yet keeps its last name as written.
+pub fn check_within(base: &Path, target: &Path) -> Result<()> {
+    let real_base = resolve(base);
+    let real = if fs::symlink_metadata(target).is_ok() {
+        resolve(target)
+    } else {
+        match (target.parent(), target.components().next_back()) {
+            (Some(parent), Some(Component::Normal(name))) => resolve(parent).join(name),
+            (Some(parent), Some(Component::ParentDir)) => resolve(parent).join(".."),
+            _ => resolve(target),
+        }
+    };
+    if real.starts_with(&real_base) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "Invalid path: resolved path is outside the artifact directory",
+        ))
+    }
+}
+
+/// `urllib.parse.unquote`: %XX escapes decoded as UTF-8, invalid sequences replaced.
+pub fn unquote(text: &str) -> String {
+    if !text.contains('%') {
+        return text.to_string();
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// MLflow's check of a path read from a run's artifacts: decoded until it stops changing,
+/// control characters escaped, and then neither a fragment, a parent, nor absolute.
+pub fn check_safe_path(path: &str) -> Result<String> {
+    let mut decoded = path.to_string();
+    for _ in 0..10 {
+        let next = unquote(&decoded);
+        if next == decoded {
+            break;
+        }
+        decoded = next;
+    }
+    let escaped: String = decoded
+        .chars()
+        .map(|c| match c as u32 {
+            code @ (0..=31 | 127) => format!("%{code:02x}"),
+            _ => c.to_string(),
+        })
+        .collect();
+    let bytes = escaped.as_bytes();
+    let windows_absolute = bytes.len() >= 3
+        && bytes[0].is_ascii_alphabetic()
+        && bytes[1] == b':'
+        && matches!(bytes[2], b'/' | b'\\');
+    if escaped.contains('#')
+        || escaped.split('/').any(|part| part == "..")
+        || escaped.starts_with('/')
+        || escaped.starts_with("\\\\")
+        || windows_absolute
+    {
+        return Err(Error::invalid("Invalid path"));
+    }
+    Ok(escaped)
 }
 
 /// Set from another thread to stop a transfer between two chunks (a Ctrl-C while a large
@@ -98,6 +225,8 @@ impl<R: Read> Read for CancellableRead<R> {
 
 /// Where a run's artifacts live.
 pub struct Repository {
+    /// The URI as given: MLflow names it in a failed download's message.
+    uri: String,
     place: Place,
     cancel: Cancel,
 }
@@ -115,8 +244,8 @@ impl Repository {
             Place::Proxy(proxy::Proxy::for_scheme(rest, tracking_uri)?)
         } else if artifact_uri.starts_with("http://") || artifact_uri.starts_with("https://") {
             Place::Proxy(proxy::Proxy::for_url(artifact_uri)?)
-        } else if let Some(rest) = artifact_uri.strip_prefix("file://") {
-            Place::Local(PathBuf::from(rest))
+        } else if let Some(rest) = artifact_uri.strip_prefix("file:") {
+            Place::Local(PathBuf::from(unquote(file_uri_path(rest))))
         } else if artifact_uri.contains("://") {
             return Err(Error::invalid(format!(
                 "fastflow stores artifacts in local directories and through a tracking \
@@ -124,9 +253,11 @@ impl Repository {
                 crate::uri::redacted(artifact_uri)
             )));
         } else {
-            Place::Local(PathBuf::from(artifact_uri))
+            // MLflow reads a local artifact location as a URL path, escapes decoded.
+            Place::Local(PathBuf::from(unquote(artifact_uri)))
         };
         Ok(Repository {
+            uri: artifact_uri.to_string(),
             place,
             cancel: Cancel::default(),
         })
@@ -138,49 +269,80 @@ impl Repository {
         self
     }
 
+    pub fn is_local(&self) -> bool {
+        matches!(self.place, Place::Local(_))
+    }
+
     /// `log_artifact`: one file into `<artifact_path>/<its name>`.
     pub fn log_file(&self, local: &Path, artifact_path: Option<&str>) -> Result<()> {
-        check_local_file(local)?;
         check_artifact_path(artifact_path)?;
         match &self.place {
             Place::Local(root) => local::log_file(root, local, artifact_path, &self.cancel),
-            Place::Proxy(proxy) => proxy.log_file(local, artifact_path, &self.cancel),
+            Place::Proxy(proxy) => {
+                check_local_file(local)?;
+                proxy.log_file(local, artifact_path, &self.cancel)
+            }
         }
     }
 
     /// `log_artifacts`: the contents of a directory into `<artifact_path>/`.
     pub fn log_dir(&self, local: &Path, artifact_path: Option<&str>) -> Result<()> {
-        check_local_dir(local)?;
         check_artifact_path(artifact_path)?;
         match &self.place {
             Place::Local(root) => local::log_dir(root, local, artifact_path, &self.cancel),
-            Place::Proxy(proxy) => proxy.log_dir(local, artifact_path, &self.cancel),
+            Place::Proxy(proxy) => {
+                check_local_dir(local)?;
+                proxy.log_dir(local, artifact_path, &self.cancel)
+            }
         }
     }
 
     /// `list_artifacts`: the entries directly under `path`, sorted, with paths relative to
     /// the run's artifact root and sizes of files.
     pub fn list(&self, path: Option<&str>) -> Result<Vec<FileInfo>> {
-        check_artifact_path(path)?;
         match &self.place {
             Place::Local(root) => local::list(root, path),
-            Place::Proxy(proxy) => proxy.list(path),
+            Place::Proxy(proxy) => {
+                check_artifact_path(path)?;
+                proxy.list(path)
+            }
         }
     }
 
-    /// `download_artifacts`: copies `path` (a file or a directory, or everything) under
-    /// `dest` and returns where it landed.
+    /// `download_artifacts` into the existing directory `dest`: `path` (a file or a
+    /// directory, or everything) lands at `dest/<path>`, which is returned.
     pub fn download(&self, path: Option<&str>, dest: &Path) -> Result<PathBuf> {
-        check_artifact_path(path)?;
-        let landed = match path.filter(|p| !p.is_empty()) {
-            Some(path) => dest.join(path),
-            None => dest.to_path_buf(),
-        };
         match &self.place {
-            Place::Local(root) => local::download(root, path, &landed, &self.cancel)?,
-            Place::Proxy(proxy) => proxy.download(path, &landed, &self.cancel)?,
+            Place::Local(root) => local::download(&self.uri, root, path, dest, &self.cancel),
+            Place::Proxy(proxy) => {
+                check_artifact_path(path)?;
+                let landed = match path.filter(|p| !p.is_empty()) {
+                    Some(path) => dest.join(path),
+                    None => dest.to_path_buf(),
+                };
+                proxy.download(path, &landed, &self.cancel)?;
+                Ok(landed)
+            }
         }
-        Ok(landed)
+    }
+
+    /// Where `path` already is on this machine, for a local repository (MLflow hands out
+    /// that path rather than a copy when no destination is given); None for a remote one.
+    pub fn local_path(&self, path: &str) -> Result<Option<PathBuf>> {
+        match &self.place {
+            Place::Local(root) => local::local_path(root, path).map(Some),
+            Place::Proxy(_) => Ok(None),
+        }
+    }
+}
+
+/// The path of a `file:` URI (what follows the scheme): an authority, if any, is dropped.
+fn file_uri_path(rest: &str) -> &str {
+    match rest.strip_prefix("//") {
+        Some(authority_and_path) => authority_and_path
+            .find('/')
+            .map_or("", |slash| &authority_and_path[slash..]),
+        None => rest,
     }
 }
 
@@ -230,11 +392,6 @@ fn create_dir(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| io_error("create the directory", dir, e))
 }
 
-/// Names a temporary file of ours beside its target, so listings can skip it.
-fn is_partial(name: &str) -> bool {
-    name.starts_with('.') && name.ends_with(".partial")
-}
-
 /// Writes `target` through `fill` into a temporary file beside it, renamed into place only
 /// when complete and synced; on failure nothing is left behind.
 fn write_atomically(
@@ -243,11 +400,7 @@ fn write_atomically(
 ) -> Result<()> {
     let parent = target.parent().unwrap_or(Path::new("."));
     create_dir(parent)?;
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temporary = parent.join(format!(".{name}.{}.partial", uuid::Uuid::new_v4().simple()));
+    let temporary = parent.join(format!("{TEMP_PREFIX}{}", uuid::Uuid::new_v4().simple()));
     let result = (|| {
         let mut output = File::create(&temporary).map_err(|e| io_error("write", &temporary, e))?;
         fill(&mut output, &temporary)?;
@@ -306,9 +459,11 @@ mod tests {
         assert!(listed[0].is_dir);
         let files = repo.list(Some("models/best")).unwrap();
         assert_eq!(files[0].file_size, Some(3 << 20));
+        fs::create_dir(dir.path().join("out")).unwrap();
         let landed = repo
             .download(Some("models"), &dir.path().join("out"))
             .unwrap();
+        assert_eq!(landed, dir.path().join("out/models"));
         assert_eq!(
             fs::read(landed.join("best/model.bin")).unwrap(),
             fs::read(&source).unwrap()
@@ -326,7 +481,7 @@ mod tests {
         let source = dir.path().join("a.txt");
         fs::write(&source, b"hello").unwrap();
         let error = repo.log_file(&source, None).unwrap_err();
-        assert!(error.to_string().contains("Could not create the directory"));
+        assert!(error.to_string().contains("Not a directory"), "{error}");
         assert_eq!(fs::read(&blocker).unwrap(), b"x");
     }
 

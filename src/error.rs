@@ -67,6 +67,9 @@ pub enum Error {
     },
     /// The caller was interrupted (Ctrl-C) while waiting for the writer.
     Interrupted,
+    /// What MLflow raises as a bare `MlflowException`, whose code is then INTERNAL_ERROR
+    /// even for a caller's mistake (an artifact path that is not in normal form).
+    Internal(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -87,6 +90,21 @@ impl Error {
 
     pub fn not_found(message: impl Into<String>) -> Self {
         Error::NotFound(message.into())
+    }
+
+    /// An `MlflowException` of `code`.
+    pub fn with_code(code: ErrorCode, message: String) -> Self {
+        match code {
+            ErrorCode::InvalidParameterValue => Error::InvalidParameter(message),
+            ErrorCode::ResourceAlreadyExists => Error::AlreadyExists(message),
+            ErrorCode::ResourceDoesNotExist => Error::NotFound(message),
+            ErrorCode::InvalidState => Error::InvalidState(message),
+            ErrorCode::InternalError => Error::Internal(message),
+            other => Error::Remote {
+                code: other.as_str().to_string(),
+                message,
+            },
+        }
     }
 
     pub fn os(err: &std::io::Error, path: &std::path::Path) -> Self {
@@ -115,7 +133,8 @@ impl Error {
             | Error::WriterStopped
             | Error::Unavailable(_)
             | Error::Remote { .. }
-            | Error::Interrupted => ErrorCode::InternalError,
+            | Error::Interrupted
+            | Error::Internal(_) => ErrorCode::InternalError,
         }
     }
 
@@ -153,6 +172,7 @@ impl fmt::Display for Error {
             | Error::NotFound(m)
             | Error::InvalidState(m)
             | Error::Unavailable(m)
+            | Error::Internal(m)
             | Error::Remote { message: m, .. } => f.write_str(m),
             Error::Database { message, .. } => write!(f, "fastflow store error: {message}"),
             Error::SchemaVersion { found, expected } => write!(

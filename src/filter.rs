@@ -213,6 +213,9 @@ struct Lexer<'a> {
     chars: Vec<(usize, char)>,
     text: &'a str,
     at: usize,
+    /// How many tokens sqlparse, MLflow's parser, makes of the text read so far: each
+    /// whitespace character is one, and so is each part and each dot of a dotted name.
+    sqlparse_tokens: usize,
 }
 
 impl<'a> Lexer<'a> {
@@ -221,6 +224,7 @@ impl<'a> Lexer<'a> {
             chars: text.char_indices().collect(),
             text,
             at: 0,
+            sqlparse_tokens: 0,
         }
     }
 
@@ -336,6 +340,7 @@ impl<'a> Lexer<'a> {
                     text.push('.');
                     text.push_str(&part);
                     dotted = true;
+                    self.sqlparse_tokens += 2;
                 }
                 None => {
                     self.at = save;
@@ -355,13 +360,17 @@ impl<'a> Lexer<'a> {
         Token::Identifier(text)
     }
 
-    fn tokens(mut self) -> Result<Vec<Token>> {
+    fn tokens(&mut self) -> Result<Vec<Token>> {
         let mut out = Vec::new();
         while let Some(c) = self.peek(0) {
             if c.is_whitespace() {
+                if !(c == '\n' && self.at > 0 && self.chars[self.at - 1].1 == '\r') {
+                    self.sqlparse_tokens += 1;
+                }
                 self.at += 1;
                 continue;
             }
+            self.sqlparse_tokens += 1;
             let token = match c {
                 '\'' => match self.quoted('\'') {
                     Some(inner) => Token::Text(inner.to_string()),
@@ -835,12 +844,24 @@ fn clause(tokens: &[Token], target: Target) -> Result<Clause> {
     })
 }
 
-/// Parses a search filter; an empty or blank one matches everything.
+/// sqlparse refuses a statement of more tokens than this (a guard against denial of
+/// service), and MLflow reports it as a filter it could not parse.
+const MAX_SQLPARSE_TOKENS: usize = 10_000;
+
+/// Parses a search filter; an empty one matches everything, a blank one is refused.
 pub fn parse_filter(filter: &str, target: Target) -> Result<Vec<Clause>> {
-    if filter.trim().is_empty() {
+    if filter.is_empty() {
         return Ok(Vec::new());
     }
-    let tokens = Lexer::new(filter).tokens()?;
+    if filter.trim().is_empty() {
+        return Err(unparsable(filter));
+    }
+    let mut lexer = Lexer::new(filter);
+    let tokens = lexer.tokens();
+    if lexer.sqlparse_tokens > MAX_SQLPARSE_TOKENS {
+        return Err(invalid(format!("Error on parsing filter '{filter}'")));
+    }
+    let tokens = tokens?;
     if tokens
         .iter()
         .any(|t| matches!(t, Token::Other(s) if s == ";"))
@@ -938,6 +959,21 @@ mod tests {
         assert_eq!(quoted[0].key, "my metric");
         assert_eq!(quoted[0].value, Value::Float(1000.0));
         assert_eq!(quoted[1].op, Op::IsNotNull);
+    }
+
+    #[test]
+    fn blank_and_overlong_filters_are_refused_as_mlflow_refuses_them() {
+        assert_eq!(runs("").unwrap(), Vec::new());
+        let blank = runs(" \t\n").unwrap_err().to_string();
+        assert_eq!(blank, "Invalid filter ' \t\n'. Could not be parsed.");
+        // "metrics.m>0" is 5 of sqlparse's tokens, " AND " 3: 1250 clauses are 9997.
+        let at_limit = vec!["metrics.m>0"; 1250].join(" AND ") + "   ";
+        assert_eq!(runs(&at_limit).unwrap().len(), 1250);
+        let over = at_limit.clone() + "\r\n";
+        assert!(runs(&over)
+            .unwrap_err()
+            .to_string()
+            .starts_with("Error on parsing filter 'metrics.m>0 AND"));
     }
 
     #[test]

@@ -188,6 +188,19 @@ fn dataset_condition(query: &mut Query, clause: &Clause) -> String {
 }
 
 /// The ids of the runs a search returns, in MLflow's order.
+/// The conjunction of `terms`, nested as a balanced tree: SQLite refuses an expression more
+/// than 1000 levels deep, and a flat chain of N terms is N levels deep.
+fn all_of(terms: &[String]) -> String {
+    match terms {
+        [] => "1".to_string(),
+        [one] => one.clone(),
+        _ => {
+            let (left, right) = terms.split_at(terms.len() / 2);
+            format!("({}) AND ({})", all_of(left), all_of(right))
+        }
+    }
+}
+
 pub fn search_run_ids(conn: &Connection, search: &RunSearch) -> Result<Vec<String>> {
     let clauses = filter::parse_filter(&search.filter, Target::Runs)?;
     let orders = search
@@ -266,7 +279,7 @@ pub fn search_run_ids(conn: &Connection, search: &RunSearch) -> Result<Vec<Strin
     }
     let mut sql = format!(
         "SELECT runs.run_uuid FROM runs{joins} WHERE {} ORDER BY {}",
-        conditions.join(" AND "),
+        all_of(&conditions),
         order_terms.join(", ")
     );
     let limit = query.bind(Sql::Integer(search.limit.unwrap_or(-1)));
@@ -467,7 +480,7 @@ pub fn search_experiment_ids(conn: &Connection, search: &ExperimentSearch) -> Re
     query.sql = format!(
         "SELECT experiments.experiment_id FROM experiments WHERE {} ORDER BY {} \
          LIMIT {limit} OFFSET {offset}",
-        conditions.join(" AND "),
+        all_of(&conditions),
         terms.join(", ")
     );
     let mut stmt = conn.prepare(&query.sql)?;

@@ -131,8 +131,10 @@ def test_bad_paths_and_an_unwritable_destination_keep_what_was_logged(server, ml
             fastflow.log_artifact(str(source), artifact_path="../escape")
         with pytest.raises(fastflow.MlflowException, match="does not exist"):
             fastflow.log_artifact(str(tmp_path / "missing.bin"))
-        with pytest.raises(fastflow.MlflowException, match="is a directory"):
-            fastflow.log_artifact(str(tmp_path))
+        # A directory goes in whole, under its own name, as with MLflow.
+        (tmp_path / "folder").mkdir()
+        (tmp_path / "folder" / "inner.txt").write_text("in")
+        fastflow.log_artifact(str(tmp_path / "folder"))
         # A file where the server must create the run's directory: the server cannot write.
         stored = server.artifacts_destination / run.info.artifact_uri.split(":", 1)[1].lstrip("/")
         (stored / "blocked").write_text("not a directory")
@@ -142,7 +144,11 @@ def test_bad_paths_and_an_unwritable_destination_keep_what_was_logged(server, ml
         fastflow.log_metric("after", 2.0)
     oracle = mlflow.MlflowClient(tracking_uri=server.uri)
     assert oracle.get_run(run.info.run_id).data.metrics == {"kept": 1.0, "after": 2.0}
-    assert [f.path for f in oracle.list_artifacts(run.info.run_id)] == ["blocked", "first"]
+    listed = [f.path for f in oracle.list_artifacts(run.info.run_id)]
+    assert listed == ["blocked", "first", "folder"]
+    assert [f.path for f in oracle.list_artifacts(run.info.run_id, "folder")] == [
+        "folder/inner.txt"
+    ]
 
 
 def test_a_local_store_cannot_reach_a_proxy_uri(db_uri, tmp_path):

@@ -1,6 +1,7 @@
 """search_runs and search_experiments against real MLflow 3.17.2 on one database: same runs,
 same order, equal DataFrames (columns, values, dtypes), and the same filters refused."""
 
+import json
 import math
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import sys
 import fastflow
 import pandas as pd
 import pytest
+from conftest import run_python
 from fastflow.entities import ViewType
 
 _RUNS = 300
@@ -184,7 +186,8 @@ def test_search_runs_matches_mlflow(store, mlflow, filter_string, order_by, view
     filter_string = _fill(filter_string, store)
     ours, theirs = _frames(mlflow, store, filter_string, order_by, view)
     assert list(ours["run_id"]) == list(theirs["run_id"])
-    assert sorted(ours.columns) == sorted(theirs.columns)
+    # Same process, same string hashes: MLflow's set-ordered columns come out the same.
+    assert list(ours.columns) == list(theirs.columns)
     columns = sorted(theirs.columns)
     pd.testing.assert_frame_equal(ours[columns], theirs[columns])
 
@@ -319,3 +322,176 @@ def test_list_output_needs_no_pandas(store):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) > 0
+
+
+@pytest.mark.parametrize("filter_string", ["   ", "\t", "\n", " \r\n ", "", None])
+def test_blank_filters_as_mlflow(store, mlflow, filter_string):
+    """An empty filter matches everything; one of whitespace alone MLflow cannot parse."""
+    fastflow.set_tracking_uri(store["uri"])
+    mlflow.set_tracking_uri(store["uri"])
+    theirs_client = mlflow.MlflowClient(tracking_uri=store["uri"])
+    ours_client = fastflow.MlflowClient(store["uri"])
+    calls = [
+        lambda m: m.search_runs(filter_string=filter_string, search_all_experiments=True),
+        lambda m: m.search_experiments(filter_string=filter_string),
+    ]
+    for call in calls:
+        assert _outcome(call, fastflow) == _outcome(call, mlflow)
+    assert _outcome(
+        lambda: ours_client.search_runs(["1"], filter_string=filter_string)
+    ) == _outcome(lambda: theirs_client.search_runs(["1"], filter_string=filter_string))
+    assert _outcome(
+        lambda: ours_client.search_experiments(filter_string=filter_string)
+    ) == _outcome(lambda: theirs_client.search_experiments(filter_string=filter_string))
+
+
+def _outcome(call, *args):
+    try:
+        found = call(*args)
+    except Exception as e:
+        return (type(e).__name__, e.error_code, e.message)
+    if isinstance(found, pd.DataFrame):
+        return list(found["run_id"])
+    return [x.info.run_id if hasattr(x, "info") else x.experiment_id for x in found]
+
+
+_LONG = [
+    ("runs", "metrics.acc > 0", 2001),
+    ("runs", "params.lr = '0.1'", 2001),
+    ("runs", "tags.team = 'A'", 2001),
+    ("runs", "attributes.status = 'FINISHED'", 2001),
+    ("runs", "metrics.acc > 0", 1001),
+    ("experiments", "name != 'x'", 2001),
+    ("experiments", "tags.owner = 'ana'", 2001),
+]
+
+
+@pytest.mark.parametrize(("target", "clause", "count"), _LONG)
+def test_filters_too_long_for_mlflows_parser(store, mlflow, target, clause, count):
+    """MLflow's parser (sqlparse) refuses a statement of more than 10,000 tokens: MLflow
+    says it could not parse the filter, before any SQL is run."""
+    fastflow.set_tracking_uri(store["uri"])
+    mlflow.set_tracking_uri(store["uri"])
+    text = " AND ".join([clause] * count)
+
+    def call(m):
+        if target == "runs":
+            return m.search_runs(filter_string=text, search_all_experiments=True)
+        return m.search_experiments(filter_string=text)
+
+    ours, theirs = _outcome(call, fastflow), _outcome(call, mlflow)
+    assert ours == theirs
+    assert ours[:2] == ("MlflowException", "INVALID_PARAMETER_VALUE")
+    assert ours[2] == f"Error on parsing filter '{text}'"
+
+
+def _padded(clause, clauses, tokens, filler=" "):
+    """``clauses`` copies of ``clause`` (5 sqlparse tokens) AND-ed (3 more each), padded
+    with ``filler`` characters (one token each) to exactly ``tokens`` tokens."""
+    text = " AND ".join([clause] * clauses)
+    return text + filler * (tokens - (8 * clauses - 3))
+
+
+@pytest.mark.parametrize("tokens", [10_000, 10_001])
+@pytest.mark.parametrize("filler", [" ", "\r\n", "\t"])
+def test_the_parser_limit_is_mlflows_to_the_token(store, mlflow, tokens, filler):
+    """At 10,000 tokens MLflow's parser still accepts a filter, at 10,001 it does not; below
+    the limit fastflow answers even where MLflow's SQL is too deep for SQLite (MLflow then
+    fails with SQLite's "Expression tree is too large")."""
+    from mlflow.utils.search_utils import SearchExperimentsUtils, SearchUtils
+
+    fastflow.set_tracking_uri(store["uri"])
+    runs_filter = _padded("metrics.acc>0", 1250, tokens, filler)
+    experiments_filter = _padded("name != 'x'", 1250, tokens, filler)
+
+    def parses(parser, text):
+        try:
+            parser.parse_search_filter(text)
+        except mlflow.exceptions.MlflowException as e:
+            return e.message
+        return None
+
+    for parser, text, call in (
+        (
+            SearchUtils,
+            runs_filter,
+            lambda: fastflow.search_runs(filter_string=runs_filter, search_all_experiments=True),
+        ),
+        (
+            SearchExperimentsUtils,
+            experiments_filter,
+            lambda: fastflow.search_experiments(filter_string=experiments_filter),
+        ),
+    ):
+        refused = parses(parser, text)
+        assert (refused is None) == (tokens == 10_000)
+        if refused is None:
+            assert len(call()) > 0
+        else:
+            with pytest.raises(fastflow.MlflowException) as caught:
+                call()
+            assert caught.value.message == refused
+            assert caught.value.error_code == "INVALID_PARAMETER_VALUE"
+
+
+def test_a_long_filter_below_the_limit_finds_what_a_short_one_finds(store):
+    """One thousand AND-ed clauses: fastflow's SQL stays shallow enough for SQLite."""
+    fastflow.set_tracking_uri(store["uri"])
+    short = fastflow.search_runs(
+        filter_string="metrics.acc > 0.5 AND params.lr = '0.1'", search_all_experiments=True
+    )
+    long = fastflow.search_runs(
+        filter_string=" AND ".join(["metrics.acc > 0.5", "params.lr = '0.1'"] * 500),
+        search_all_experiments=True,
+    )
+    assert list(long["run_id"]) == list(short["run_id"])
+    assert len(short) > 0
+
+
+_COLUMNS = r"""
+import json, os, sys, time
+if sys.argv[1] == "mlflow":
+    import mlflow
+else:
+    import fastflow as mlflow
+mlflow.set_tracking_uri(f"sqlite:///{os.path.abspath(sys.argv[2])}")
+for i in range(4):
+    with mlflow.start_run(run_name=f"r{i}"):
+        mlflow.log_metrics({f"m{i}_{k}": float(k) for k in range(6)} | {"shared": 1.0})
+        mlflow.log_params({f"p{i}_{k}": k for k in range(5)} | {"lr": 0.1})
+        mlflow.set_tags({f"t{i}_{k}": k for k in range(4)})
+    time.sleep(0.01)
+print(json.dumps(list(mlflow.search_runs().columns), separators=(",", ":")))
+"""
+
+
+def _columns(module, directory, seed, monkeypatch):
+    monkeypatch.setenv("PYTHONHASHSEED", str(seed))
+    directory.mkdir()
+    (words,) = run_python(_COLUMNS, module, directory / "store.db")
+    return json.loads(words)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_frame_columns_in_mlflows_order_for_a_given_hash_seed(tmp_path, monkeypatch, seed):
+    """MLflow orders the columns a run brings by a set of its keys, so the order depends on
+    the string hashes of the process (PYTHONHASHSEED). With the same seed, fastflow's order
+    is MLflow's exactly."""
+    theirs = _columns("mlflow", tmp_path / "mlflow", seed, monkeypatch)
+    ours = _columns("fastflow", tmp_path / "fastflow", seed, monkeypatch)
+    assert ours == theirs
+
+
+def test_what_is_fixed_in_the_column_order(tmp_path, monkeypatch):
+    """Whatever the seed: run attributes, then metrics, params and tags; within each, the
+    keys of the newest run (first in the frame) before those that only older runs have."""
+    for seed in (5, 6):
+        columns = _columns("fastflow", tmp_path / f"seed{seed}", seed, monkeypatch)
+        info = ["run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time"]
+        assert columns[:6] == info
+        kinds = [c.split(".", 1)[0] for c in columns[6:]]
+        assert kinds == sorted(kinds, key=["metrics", "params", "tags"].index)
+        for prefix, first in (("metrics.", "m"), ("params.", "p"), ("tags.", "t")):
+            keys = [c[len(prefix) :] for c in columns if c.startswith(prefix)]
+            runs = [int(k[1]) for k in keys if k.startswith(first) and k[1].isdigit()]
+            assert runs == sorted(runs, reverse=True)

@@ -83,13 +83,27 @@ def _times(millis):
     return pd.to_datetime(pd.array(millis, dtype="Int64"), unit="ms", utc=True)
 
 
+def _mlflow_column_order(introductions):
+    """The keys in the order MLflow's ``search_runs`` adds their columns: run after run,
+    each run's keys that no earlier run had, in the iteration order of a set of them.
+
+    A set's order follows the keys' hashes, which ``PYTHONHASHSEED`` randomises per
+    process, so only this much is fixed: keys of an earlier run come first. Building the
+    same sets in the same way gives the order MLflow would give in this very process.
+    """
+    seen = {}
+    for _, keys in introductions:
+        for key in set(keys) - set(seen):
+            seen[key] = None
+    return list(seen)
+
+
 def frame(columns):
     """MLflow's ``search_runs`` DataFrame: run attributes, then metrics, params and tags."""
     import pandas as pd
 
-    (run_ids, experiment_ids, statuses, artifact_uris, starts, ends), metrics, params, tags = (
-        columns
-    )
+    info, metrics, params, tags, introductions = columns
+    run_ids, experiment_ids, statuses, artifact_uris, starts, ends = info
     data = {
         "run_id": run_ids,
         "experiment_id": experiment_ids,
@@ -98,7 +112,10 @@ def frame(columns):
         "start_time": _times(starts) if run_ids else [],
         "end_time": _times(ends) if run_ids else [],
     }
-    for prefix, keyed in (("metrics.", metrics), ("params.", params), ("tags.", tags)):
-        for key, values in keyed:
-            data[prefix + key] = values
+    for prefix, keyed, introduced in zip(
+        ("metrics.", "params.", "tags."), (metrics, params, tags), introductions
+    ):
+        values = dict(keyed)
+        for key in _mlflow_column_order(introduced):
+            data[prefix + key] = values[key]
     return pd.DataFrame(data)

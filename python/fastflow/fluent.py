@@ -16,6 +16,7 @@ import sys
 import threading
 
 from fastflow import _context, _fastflow, _integrations, _search
+from fastflow import artifacts as _artifacts
 from fastflow.entities import Run, RunStatus, ViewType
 from fastflow.entities.run import RunOutputs
 from fastflow.exceptions import (
@@ -596,10 +597,9 @@ def load_table(artifact_file, run_ids=None, extra_columns=None):
 def get_artifact_uri(artifact_path=None) -> str:
     """The URI of the active run's artifacts, or of ``artifact_path`` among them."""
     root = _get_or_start_run().info.artifact_uri
-    if not artifact_path:
+    if artifact_path is None:
         return root
-    _fastflow._check_artifact_path(artifact_path)
-    return root.rstrip("/") + "/" + artifact_path
+    return _artifacts.append_to_uri_path(root, artifact_path)
 
 
 # ---- search --------------------------------------------------------------------------------
@@ -682,7 +682,7 @@ def search_runs(
     if output_format == "list":
         return [Run._from_row(r) for r in rows] if rows else []
     if rows is None:
-        rows = (([], [], [], [], [], []), [], [], [])
+        rows = (([], [], [], [], [], []), [], [], [], ([], [], []))
     return _search.frame(rows)
 
 

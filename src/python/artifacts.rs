@@ -8,7 +8,7 @@ use crossbeam_channel::RecvTimeoutError;
 use pyo3::prelude::*;
 
 use super::errors::{to_pyerr, IntoPyResult};
-use crate::artifacts::{self, Cancel, Repository};
+use crate::artifacts::{Cancel, Repository};
 use crate::error::{Error, Result};
 
 type FileInfoTuple = (String, bool, Option<u64>);
@@ -102,6 +102,8 @@ pub fn _list_artifacts(
         .collect())
 }
 
+/// Copies `path` of the repository at `artifact_uri` into the existing directory
+/// `dst_path` and returns where it landed.
 #[pyfunction]
 #[pyo3(signature = (artifact_uri, path, dst_path, tracking_uri=None))]
 pub fn _download_artifacts(
@@ -117,8 +119,16 @@ pub fn _download_artifacts(
     .map(|p| p.to_string_lossy().into_owned())
 }
 
+/// Where `path` of a local repository is, without copying it; None for a remote one.
 #[pyfunction]
-#[pyo3(signature = (path=None))]
-pub fn _check_artifact_path(py: Python<'_>, path: Option<&str>) -> PyResult<()> {
-    artifacts::check_artifact_path(path).into_py(py)
+#[pyo3(signature = (artifact_uri, path, tracking_uri=None))]
+pub fn _local_artifact_path(
+    py: Python<'_>,
+    artifact_uri: &str,
+    path: &str,
+    tracking_uri: Option<&str>,
+) -> PyResult<Option<String>> {
+    let repository = Repository::open(artifact_uri, tracking_uri).into_py(py)?;
+    let found = repository.local_path(path).into_py(py)?;
+    Ok(found.map(|p| p.to_string_lossy().into_owned()))
 }

@@ -31,6 +31,6 @@ fn _fastflow(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(artifacts::_log_artifacts, m)?)?;
     m.add_function(wrap_pyfunction!(artifacts::_list_artifacts, m)?)?;
     m.add_function(wrap_pyfunction!(artifacts::_download_artifacts, m)?)?;
-    m.add_function(wrap_pyfunction!(artifacts::_check_artifact_path, m)?)?;
+    m.add_function(wrap_pyfunction!(artifacts::_local_artifact_path, m)?)?;
     Ok(())
 }

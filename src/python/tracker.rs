@@ -150,11 +150,15 @@ type InfoColumns = (
     Vec<Option<i64>>,
     Vec<Option<i64>>,
 );
+/// For each run that brings keys not seen in an earlier run: its index and all its keys,
+/// in the order of the run's own dict.
+type Introductions = Vec<(usize, Vec<String>)>;
 type RunColumns = (
     InfoColumns,
     Vec<(String, Vec<f64>)>,
     Vec<(String, Vec<Option<String>>)>,
     Vec<(String, Vec<Option<String>>)>,
+    (Introductions, Introductions, Introductions),
 );
 
 /// One column per key, in the order keys first appear, with `missing` where a run lacks
@@ -164,6 +168,7 @@ struct Keyed<T> {
     index: rustc_hash::FxHashMap<String, usize>,
     rows: usize,
     missing: T,
+    introductions: Introductions,
 }
 
 impl<T: Clone> Keyed<T> {
@@ -173,6 +178,15 @@ impl<T: Clone> Keyed<T> {
             index: Default::default(),
             rows,
             missing,
+            introductions: Vec::new(),
+        }
+    }
+
+    /// Notes `row`'s keys when one of them is new: MLflow orders a frame's new columns by
+    /// a set made of them, which the Python side rebuilds.
+    fn introduce<'k>(&mut self, row: usize, keys: impl Iterator<Item = &'k String> + Clone) {
+        if keys.clone().any(|key| !self.index.contains_key(key)) {
+            self.introductions.push((row, keys.cloned().collect()));
         }
     }
 
@@ -190,7 +204,6 @@ impl<T: Clone> Keyed<T> {
     }
 }
 
-/// Each run's own keys are taken sorted, so the frame's layout does not depend on hashing.
 fn columns(runs: Vec<Run>) -> RunColumns {
     let rows = runs.len();
     let mut info: InfoColumns = Default::default();
@@ -204,17 +217,29 @@ fn columns(runs: Vec<Run>) -> RunColumns {
         info.3.push(run.info.artifact_uri);
         info.4.push(run.info.start_time);
         info.5.push(run.info.end_time);
+        metrics.introduce(row, run.metrics.iter().map(|m| &m.key));
         for metric in run.metrics {
             metrics.set(row, metric.key, metric.value);
         }
-        for (keyed, mut pairs) in [(&mut params, run.params), (&mut tags, run.tags)] {
-            pairs.sort();
+        for (keyed, pairs) in [(&mut params, run.params), (&mut tags, run.tags)] {
+            keyed.introduce(row, pairs.iter().map(|(key, _)| key));
             for (key, value) in pairs {
                 keyed.set(row, key, Some(value));
             }
         }
     }
-    (info, metrics.columns, params.columns, tags.columns)
+    let introductions = (
+        metrics.introductions,
+        params.introductions,
+        tags.introductions,
+    );
+    (
+        info,
+        metrics.columns,
+        params.columns,
+        tags.columns,
+        introductions,
+    )
 }
 
 fn metric_tuple(m: Metric) -> MetricTuple {

@@ -114,11 +114,22 @@ def _columns(runs):
         [r.info.start_time for r in runs],
         [r.info.end_time for r in runs],
     )
+
+    def introductions(pick):
+        seen = set()
+        found = []
+        for row, run in enumerate(runs):
+            keys = list(pick(run))
+            if not seen.issuperset(keys):
+                found.append((row, keys))
+                seen.update(keys)
+        return found
+
+    picks = (lambda r: r.data.metrics, lambda r: r.data.params, lambda r: r.data.tags)
     return (
         attributes,
-        keyed(lambda r: r.data.metrics),
-        keyed(lambda r: r.data.params),
-        keyed(lambda r: r.data.tags),
+        *(keyed(pick) for pick in picks),
+        tuple(introductions(pick) for pick in picks),
     )
 
 

@@ -14,8 +14,8 @@ import sys
 import tempfile
 import time
 
-from fastflow import _context, _fastflow, _integrations, _media, _search
-from fastflow.entities import Experiment, FileInfo, Metric, Run, RunInfo, RunStatus, ViewType
+from fastflow import _context, _fastflow, _integrations, _media, _search, artifacts
+from fastflow.entities import Experiment, Metric, Run, RunInfo, RunStatus, ViewType
 from fastflow.exceptions import (
     INVALID_PARAMETER_VALUE,
     RESOURCE_DOES_NOT_EXIST,
@@ -369,10 +369,15 @@ class MlflowClient:
         return uri
 
     def log_artifact(self, run_id, local_path, artifact_path=None) -> None:
-        """Copies a file into the run's artifacts (streamed, without the GIL)."""
-        _fastflow._log_artifact(
-            self._artifact_uri(run_id), os.fspath(local_path), artifact_path, self._tracking_uri
-        )
+        """Copies a file into the run's artifacts (streamed, without the GIL); a directory
+        goes in whole, under its own name."""
+        uri = self._artifact_uri(run_id)
+        if os.path.isdir(local_path):
+            name = os.path.basename(os.path.normpath(local_path))
+            below = name if artifact_path is None else os.path.join(artifact_path, name)
+            _fastflow._log_artifacts(uri, os.fspath(local_path), below, self._tracking_uri)
+            return
+        _fastflow._log_artifact(uri, os.fspath(local_path), artifact_path, self._tracking_uri)
 
     def log_artifacts(self, run_id, local_dir, artifact_path=None) -> None:
         """Copies a directory's contents into the run's artifacts."""
@@ -384,7 +389,6 @@ class MlflowClient:
     def _artifact_file(self, run_id, artifact_file):
         """A temporary file named like ``artifact_file``, logged where it says when done."""
         directory = _artifact_dir(artifact_file)
-        _fastflow._check_artifact_path(directory)
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, posixpath.basename(posixpath.normpath(artifact_file)))
             yield path
@@ -613,17 +617,11 @@ class MlflowClient:
         return table
 
     def list_artifacts(self, run_id, path=None):
-        return [
-            FileInfo(p, is_dir, size)
-            for p, is_dir, size in _fastflow._list_artifacts(
-                self._artifact_uri(run_id), path, self._tracking_uri
-            )
-        ]
+        return artifacts._list_for(None, run_id, path, self._tracking_uri, self._artifact_uri)
 
     def download_artifacts(self, run_id, path, dst_path=None) -> str:
-        dst_path = os.path.abspath(dst_path) if dst_path else tempfile.mkdtemp()
-        return _fastflow._download_artifacts(
-            self._artifact_uri(run_id), path or None, dst_path, self._tracking_uri
+        return artifacts._download(
+            None, run_id, path, dst_path, self._tracking_uri, self._artifact_uri
         )
 
     def _operations(self, synchronous):
