@@ -46,7 +46,6 @@ STEPS = {
     "float_whole": 2.0,
     "string": "3",
     "word": "abc",
-    "np_int64": np.int64(2),
     "true": True,
     "int64_max": 2**63 - 1,
     "too_big": 2**63,
@@ -60,7 +59,6 @@ TIMESTAMPS = {
     "float": 1.5,
     "string": "100",
     "negative": -1,
-    "np_int64": np.int64(5),
     "word": "abc",
 }
 
@@ -289,4 +287,26 @@ def metric_value_types_in_one_run(mlflow, call):
     with mlflow.start_run() as run:
         for i, value in enumerate([1, 2.5, True, np.float32(0.25), "3.5", np.array(4.0)]):
             call(mlflow.log_metric, "m", value, step=i)
+    _history(mlflow, call, run.info.run_id, "m")
+
+
+@scenario(differs="numpy-integers")
+def log_metric_numpy_step(mlflow, call):
+    with mlflow.start_run() as run:
+        call(mlflow.log_metric, "m", 1.0, step=np.int64(2))
+    _history(mlflow, call, run.info.run_id, "m")
+
+
+@scenario(differs="numpy-integers")
+def log_metric_numpy_timestamp(mlflow, call):
+    with mlflow.start_run() as run:
+        call(mlflow.log_metric, "m", 1.0, step=1, timestamp=np.int64(5))
+    _history(mlflow, call, run.info.run_id, "m")
+
+
+@scenario(differs="numpy-integers")
+def client_log_metric_numpy_step(mlflow, call):
+    client = mlflow.MlflowClient()
+    run = client.create_run("0")
+    call(client.log_metric, run.info.run_id, "m", 1.0, step=np.int64(7))
     _history(mlflow, call, run.info.run_id, "m")
