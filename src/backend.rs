@@ -12,7 +12,7 @@ pub trait Backend: Send {
         &mut self,
         name: &str,
         artifact_location: Option<&str>,
-        tags: &[(String, String)],
+        tags: &[(String, Option<String>)],
     ) -> Result<String>;
     fn get_experiment(&self, experiment_id: &str) -> Result<Experiment>;
     fn get_experiment_by_name(&self, name: &str) -> Result<Option<Experiment>>;
@@ -51,7 +51,7 @@ pub trait Backend: Send {
     /// `single`: one `log_param` call, whose errors MLflow words differently from a batch's.
     fn log_params(&mut self, run_id: &str, params: &[(String, String)], single: bool)
         -> Result<()>;
-    fn set_tags(&mut self, run_id: &str, tags: &[(String, String)]) -> Result<()>;
+    fn set_tags(&mut self, run_id: &str, tags: &[(String, Option<String>)]) -> Result<()>;
     fn delete_tag(&mut self, run_id: &str, key: &str) -> Result<()>;
     fn insert_metrics(&mut self, rows: &[MetricRow<'_>]) -> Result<()>;
     fn get_metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>>;

@@ -35,6 +35,9 @@ pub enum Error {
     AlreadyExists(String),
     NotFound(String),
     InvalidState(String),
+    /// What MLflow's store answers when SQLAlchemy refuses a statement (a value SQLite
+    /// cannot bind, a NOT NULL column given NaN): MLflow reports it as a bad request.
+    BadRequest(String),
     /// SQLite failures. `transient` ones (locked, busy, full disk, I/O) keep queued data
     /// and are retried; the rest point at a bug or a foreign schema.
     Database {
@@ -100,6 +103,7 @@ impl Error {
             ErrorCode::ResourceDoesNotExist => Error::NotFound(message),
             ErrorCode::InvalidState => Error::InvalidState(message),
             ErrorCode::InternalError => Error::Internal(message),
+            ErrorCode::BadRequest => Error::BadRequest(message),
             other => Error::Remote {
                 code: other.as_str().to_string(),
                 message,
@@ -126,6 +130,7 @@ impl Error {
             Error::AlreadyExists(_) => ErrorCode::ResourceAlreadyExists,
             Error::NotFound(_) => ErrorCode::ResourceDoesNotExist,
             Error::InvalidState(_) => ErrorCode::InvalidState,
+            Error::BadRequest(_) => ErrorCode::BadRequest,
             Error::ReadOnly => ErrorCode::TemporarilyUnavailable,
             Error::Database { .. }
             | Error::SchemaVersion { .. }
@@ -145,6 +150,7 @@ impl Error {
             "RESOURCE_ALREADY_EXISTS" => Error::AlreadyExists(message),
             "RESOURCE_DOES_NOT_EXIST" => Error::NotFound(message),
             "INVALID_STATE" => Error::InvalidState(message),
+            "BAD_REQUEST" => Error::BadRequest(message),
             "INTERNAL_ERROR" | "" => Error::Unavailable(message),
             other => Error::Remote {
                 code: other.to_string(),
@@ -171,6 +177,7 @@ impl fmt::Display for Error {
             | Error::AlreadyExists(m)
             | Error::NotFound(m)
             | Error::InvalidState(m)
+            | Error::BadRequest(m)
             | Error::Unavailable(m)
             | Error::Internal(m)
             | Error::Remote { message: m, .. } => f.write_str(m),

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use serde_json::{json, Value as Json};
 
 use crate::backend::Backend;
-use crate::entities::{Dataset, DatasetInput, Experiment, Metric, Run, RunInfo, RunIo};
+use crate::entities::{Dataset, DatasetInput, Experiment, Metric, Number, Run, RunInfo, RunIo};
 use crate::error::{Error, Result};
 use crate::rest::Client;
 use crate::search::{ExperimentSearch, RunSearch};
@@ -111,7 +111,10 @@ fn experiment(j: &Json) -> Experiment {
         lifecycle_stage: text(j.get("lifecycle_stage")),
         creation_time: int(j.get("creation_time")),
         last_update_time: int(j.get("last_update_time")),
-        tags: pairs(j.get("tags")),
+        tags: pairs(j.get("tags"))
+            .into_iter()
+            .map(|(k, v)| (k, Some(v)))
+            .collect(),
     }
 }
 
@@ -129,12 +132,22 @@ fn run_info(j: &Json) -> RunInfo {
     }
 }
 
+fn number(value: Option<&Json>) -> Number {
+    match value {
+        Some(Json::Number(n)) => match n.as_i64() {
+            Some(i) => Number::Int(i),
+            None => Number::from_f64(n.as_f64().unwrap_or(0.0)),
+        },
+        value => Number::Int(int(value).unwrap_or(0)),
+    }
+}
+
 fn metric(j: &Json) -> Metric {
     Metric {
         key: text(j.get("key")),
         value: double(j.get("value")),
-        timestamp: int(j.get("timestamp")).unwrap_or(0),
-        step: int(j.get("step")).unwrap_or(0),
+        timestamp: number(j.get("timestamp")),
+        step: number(j.get("step")),
     }
 }
 
@@ -187,17 +200,20 @@ fn run_io(j: &Json) -> RunIo {
 
 fn run(j: &Json) -> Run {
     let data = j.get("data");
-    let mut metrics: Vec<Metric> = data
+    // In the server's order, which is its store's: MLflow's client keeps it.
+    let metrics: Vec<Metric> = data
         .and_then(|d| d.get("metrics"))
         .and_then(Json::as_array)
         .map(|m| m.iter().map(metric).collect())
         .unwrap_or_default();
-    metrics.sort_by(|a, b| a.key.cmp(&b.key));
     Run {
         info: run_info(j.get("info").unwrap_or(&Json::Null)),
         metrics,
         params: pairs(data.and_then(|d| d.get("params"))),
-        tags: pairs(data.and_then(|d| d.get("tags"))),
+        tags: pairs(data.and_then(|d| d.get("tags")))
+            .into_iter()
+            .map(|(k, v)| (k, Some(v)))
+            .collect(),
         io: RunIo::default(),
     }
 }
@@ -229,9 +245,13 @@ impl Backend for RestStore {
         &mut self,
         name: &str,
         artifact_location: Option<&str>,
-        tags: &[(String, String)],
+        tags: &[(String, Option<String>)],
     ) -> Result<String> {
-        let mut body = json!({"name": name, "tags": pairs_json(tags)});
+        let tags: Vec<Json> = tags
+            .iter()
+            .map(|(k, v)| json!({"key": k, "value": v}))
+            .collect();
+        let mut body = json!({"name": name, "tags": tags});
         if let Some(location) = artifact_location {
             body["artifact_location"] = json!(location);
         }
@@ -449,15 +469,16 @@ impl Backend for RestStore {
         .map(drop)
     }
 
-    fn set_tags(&mut self, run_id: &str, tags: &[(String, String)]) -> Result<()> {
+    fn set_tags(&mut self, run_id: &str, tags: &[(String, Option<String>)]) -> Result<()> {
         if tags.is_empty() {
             return Ok(());
         }
-        self.post(
-            "runs/log-batch",
-            json!({"run_id": run_id, "tags": pairs_json(tags)}),
-        )
-        .map(drop)
+        let tags: Vec<Json> = tags
+            .iter()
+            .map(|(k, v)| json!({"key": k, "value": v}))
+            .collect();
+        self.post("runs/log-batch", json!({"run_id": run_id, "tags": tags}))
+            .map(drop)
     }
 
     fn delete_tag(&mut self, run_id: &str, key: &str) -> Result<()> {
@@ -466,7 +487,7 @@ impl Backend for RestStore {
     }
 
     fn insert_metrics(&mut self, rows: &[MetricRow<'_>]) -> Result<()> {
-        // Rows arrive sorted by run: one call per run and per 1,000 points, in order. A
+        // Rows arrive grouped by run: one call per run and per 1,000 points, in order. A
         // retry may resend calls that already succeeded; the server keeps one copy of a
         // point logged twice (same key, value, timestamp and step).
         let deadline = Some(Instant::now() + DELIVERY_PATIENCE);

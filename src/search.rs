@@ -8,7 +8,8 @@ use rusqlite::{params_from_iter, Connection};
 use rustc_hash::FxHashMap;
 
 use crate::entities::{
-    stored_metric_value, Metric, Run, RunIo, LIFECYCLE_ACTIVE, LIFECYCLE_DELETED, RUN_NAME_TAG,
+    stored_metric_value, Metric, Number, Run, RunIo, LIFECYCLE_ACTIVE, LIFECYCLE_DELETED,
+    RUN_NAME_TAG,
 };
 use crate::error::{Error, Result};
 use crate::filter::{self, Clause, Entity, Op, OrderBy, Target, Value};
@@ -322,7 +323,7 @@ pub fn load_runs(conn: &Connection, ids: &[String]) -> Result<Vec<Run>> {
         }
         let mut stmt = conn.prepare(&format!(
             "SELECT run_uuid, key, value, timestamp, step, is_nan FROM latest_metrics \
-             WHERE run_uuid IN ({marks}) ORDER BY run_uuid, key"
+             WHERE run_uuid IN ({marks}) ORDER BY run_uuid"
         ))?;
         let mut rows = stmt.query(params_from_iter(chunk.iter()))?;
         while let Some(row) = rows.next()? {
@@ -331,7 +332,7 @@ pub fn load_runs(conn: &Connection, ids: &[String]) -> Result<Vec<Run>> {
                 run.metrics.push(Metric {
                     key: row.get(1)?,
                     value: stored_metric_value(row.get(2)?, row.get(5)?),
-                    timestamp: row.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                    timestamp: row.get::<_, Option<Number>>(3)?.unwrap_or(Number::Int(0)),
                     step: row.get(4)?,
                 });
             }
@@ -344,14 +345,12 @@ pub fn load_runs(conn: &Connection, ids: &[String]) -> Result<Vec<Run>> {
             while let Some(row) = rows.next()? {
                 let run_id: String = row.get(0)?;
                 if let Some(run) = by_id.get_mut(&run_id) {
-                    let pair = (
-                        row.get(1)?,
-                        row.get::<_, Option<String>>(2)?.unwrap_or_default(),
-                    );
+                    let key = row.get(1)?;
+                    let value = row.get::<_, Option<String>>(2)?;
                     if params {
-                        run.params.push(pair);
+                        run.params.push((key, value.unwrap_or_default()));
                     } else {
-                        run.tags.push(pair);
+                        run.tags.push((key, value));
                     }
                 }
             }
@@ -512,8 +511,8 @@ mod tests {
                 run_id: &id,
                 key: "acc",
                 value,
-                timestamp: 1,
-                step: 0,
+                timestamp: 1.into(),
+                step: 0.into(),
             }];
             if i != 4 {
                 store.insert_metrics(&rows).unwrap();

@@ -15,12 +15,12 @@ use rustc_hash::FxHashMap;
 use crate::backend::Backend;
 use crate::entities::{
     now_millis, sanitize_metric_value, stored_metric_value, Dataset, DatasetInput, Experiment,
-    Metric, Run, RunInfo, RunIo, LIFECYCLE_ACTIVE, LIFECYCLE_DELETED, RUN_NAME_TAG,
+    Metric, Number, Run, RunInfo, RunIo, LIFECYCLE_ACTIVE, LIFECYCLE_DELETED, RUN_NAME_TAG,
 };
 use crate::error::{Error, Result};
 use crate::schema;
 use crate::search;
-use crate::validation::{self, json_quote};
+use crate::validation::{self, python_repr};
 
 /// MLflow's busy timeout; `FASTFLOW_BUSY_TIMEOUT_MS` overrides it.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -39,8 +39,8 @@ pub struct MetricRow<'a> {
     pub run_id: &'a str,
     pub key: &'a str,
     pub value: f64,
-    pub timestamp: i64,
-    pub step: i64,
+    pub timestamp: Number,
+    pub step: Number,
 }
 
 pub struct Store {
@@ -241,16 +241,11 @@ impl Store {
         let Some(mut experiment) = row else {
             return Ok(None);
         };
-        let mut stmt = conn.prepare_cached(
-            "SELECT key, value FROM experiment_tags WHERE experiment_id = ?1 ORDER BY key",
-        )?;
+        // No ORDER BY, as MLflow reads them: rows come in the order they were inserted.
+        let mut stmt =
+            conn.prepare_cached("SELECT key, value FROM experiment_tags WHERE experiment_id = ?1")?;
         experiment.tags = stmt
-            .query_map([id], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-                ))
-            })?
+            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
         Ok(Some(experiment))
     }
@@ -306,15 +301,12 @@ impl Store {
             .ok_or_else(|| run_not_found(run_id))
     }
 
-    fn pairs(&self, sql: &str, run_id: &str) -> Result<Vec<(String, String)>> {
+    /// Rows of a run's params or tags in the order MLflow's reads list them (no ORDER BY:
+    /// SQLite walks the run's index, so rows come in the order they were inserted).
+    fn pairs(&self, sql: &str, run_id: &str) -> Result<Vec<(String, Option<String>)>> {
         let mut stmt = self.conn.prepare_cached(sql)?;
         let rows = stmt
-            .query_map([run_id], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-                ))
-            })?
+            .query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
@@ -420,16 +412,43 @@ impl Store {
         Ok(())
     }
 
+    /// `rows` come in the order they were logged. MLflow gives a key its `latest_metrics`
+    /// row when the key is first logged, and readers list a run's metrics in row order, so
+    /// new keys are added in the order they first appear.
     fn insert_metrics_in(tx: &Transaction<'_>, rows: &[MetricRow<'_>]) -> Result<()> {
         // Per (run, key) the newest point of this batch; on a tie the earlier point stays,
         // as a later equal point would not replace it in MLflow either.
-        let mut latest: FxHashMap<(&str, &str), (i64, i64, f64, bool)> = FxHashMap::default();
+        let mut latest: Vec<(&str, &str, Number, Number, f64, bool)> = Vec::new();
+        let mut at: FxHashMap<(&str, &str), usize> = FxHashMap::default();
+        for row in rows {
+            let (value, is_nan) = sanitize_metric_value(row.value);
+            let candidate = (row.run_id, row.key, row.step, row.timestamp, value, is_nan);
+            match at.get(&(row.run_id, row.key)) {
+                Some(&i) => {
+                    if newer(&candidate, &latest[i]) {
+                        latest[i] = candidate;
+                    }
+                }
+                None => {
+                    at.insert((row.run_id, row.key), latest.len());
+                    latest.push(candidate);
+                }
+            }
+        }
         {
+            // Sorted input fills the metrics primary-key index in order.
+            let mut order: Vec<&MetricRow<'_>> = rows.iter().collect();
+            order.sort_by(|a, b| {
+                (a.run_id, a.key)
+                    .cmp(&(b.run_id, b.key))
+                    .then(a.timestamp.cmp_value(b.timestamp))
+                    .then(a.step.cmp_value(b.step))
+            });
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO metrics (key, value, timestamp, run_uuid, step, is_nan) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
-            for row in rows {
+            for row in order {
                 let (value, is_nan) = sanitize_metric_value(row.value);
                 insert.execute(params![
                     row.key,
@@ -439,15 +458,6 @@ impl Store {
                     row.step,
                     is_nan
                 ])?;
-                let candidate = (row.step, row.timestamp, value, is_nan);
-                latest
-                    .entry((row.run_id, row.key))
-                    .and_modify(|best| {
-                        if (candidate.0, candidate.1, candidate.2) > (best.0, best.1, best.2) {
-                            *best = candidate;
-                        }
-                    })
-                    .or_insert(candidate);
             }
         }
         let mut upsert = tx.prepare_cached(
@@ -458,14 +468,23 @@ impl Store {
              WHERE (excluded.step, excluded.timestamp, excluded.value) > \
              (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value)",
         )?;
-        let mut entries: Vec<_> = latest.into_iter().collect();
-        // A fixed order keeps lock and page access predictable across writers.
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for ((run_id, key), (step, timestamp, value, is_nan)) in entries {
+        for (run_id, key, step, timestamp, value, is_nan) in latest {
             upsert.execute(params![key, value, timestamp, step, is_nan, run_id])?;
         }
         Ok(())
     }
+}
+
+/// MLflow's order of metric points: by step, then timestamp, then the stored value.
+fn newer(
+    a: &(&str, &str, Number, Number, f64, bool),
+    b: &(&str, &str, Number, Number, f64, bool),
+) -> bool {
+    use std::cmp::Ordering;
+    a.2.cmp_value(b.2)
+        .then(a.3.cmp_value(b.3))
+        .then(a.4.partial_cmp(&b.4).unwrap_or(Ordering::Equal))
+        == Ordering::Greater
 }
 
 impl Backend for Store {
@@ -550,11 +569,11 @@ impl Backend for Store {
         &mut self,
         name: &str,
         artifact_location: Option<&str>,
-        tags: &[(String, String)],
+        tags: &[(String, Option<String>)],
     ) -> Result<String> {
         validation::validate_experiment_name(name)?;
         for (key, value) in tags {
-            validation::validate_experiment_tag(key, value)?;
+            validation::validate_experiment_tag(key, value.as_deref())?;
         }
         let root = self.default_artifact_root.clone();
         let tx = self.write()?;
@@ -567,8 +586,24 @@ impl Backend for Store {
         if let Err(err) = inserted {
             if let rusqlite::Error::SqliteFailure(e, _) = &err {
                 if e.code == rusqlite::ErrorCode::ConstraintViolation {
+                    // MLflow passes on SQLAlchemy's account of the failed insert.
+                    let parameters = [
+                        sqlalchemy_repr(&python_repr(name)),
+                        "'default'".to_string(),
+                        artifact_location
+                            .map_or("None".to_string(), |l| sqlalchemy_repr(&python_repr(l))),
+                        "'active'".to_string(),
+                        now.to_string(),
+                        now.to_string(),
+                    ];
                     return Err(Error::AlreadyExists(format!(
-                        "Experiment(name={name}) already exists. Error: {err}"
+                        "Experiment(name={name}) already exists. Error: (sqlite3.IntegrityError) \
+                         UNIQUE constraint failed: experiments.workspace, experiments.name\n\
+                         [SQL: INSERT INTO experiments (name, workspace, artifact_location, \
+                         lifecycle_stage, creation_time, last_update_time) VALUES (?, ?, ?, ?, \
+                         ?, ?)]\n[parameters: ({})]\n(Background on this error at: \
+                         https://sqlalche.me/e/21/gkpj)",
+                        parameters.join(", ")
                     )));
                 }
             }
@@ -583,8 +618,8 @@ impl Backend for Store {
         }
         for (key, value) in tags {
             tx.execute(
-                "INSERT OR REPLACE INTO experiment_tags (key, value, experiment_id) \
-                 VALUES (?1, ?2, ?3)",
+                "INSERT INTO experiment_tags (key, value, experiment_id) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (key, experiment_id) DO UPDATE SET value = excluded.value",
                 params![key, value, id],
             )?;
         }
@@ -627,15 +662,16 @@ impl Backend for Store {
         tags: &[(String, String)],
     ) -> Result<()> {
         for (key, value) in tags {
-            validation::validate_experiment_tag(key, value)?;
+            validation::validate_experiment_tag(key, Some(value))?;
         }
         let experiment = self.get_experiment(experiment_id)?;
         check_experiment_active(&experiment)?;
         let tx = self.write()?;
         for (key, value) in tags {
+            // Updated in place, as MLflow's merge does: the tag keeps its place.
             tx.execute(
-                "INSERT OR REPLACE INTO experiment_tags (key, value, experiment_id) \
-                 VALUES (?1, ?2, ?3)",
+                "INSERT INTO experiment_tags (key, value, experiment_id) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (key, experiment_id) DO UPDATE SET value = excluded.value",
                 params![
                     key,
                     value,
@@ -696,20 +732,23 @@ impl Backend for Store {
     fn get_run(&self, run_id: &str) -> Result<Run> {
         let info = self.get_run_info(run_id)?;
         let mut stmt = self.conn.prepare_cached(
-            "SELECT key, value, timestamp, step, is_nan FROM latest_metrics \
-             WHERE run_uuid = ?1 ORDER BY key",
+            "SELECT key, value, timestamp, step, is_nan FROM latest_metrics WHERE run_uuid = ?1",
         )?;
         let metrics = stmt
             .query_map([run_id], |r| {
                 Ok(Metric {
                     key: r.get(0)?,
                     value: stored_metric_value(r.get(1)?, r.get(4)?),
-                    timestamp: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                    timestamp: r.get::<_, Option<Number>>(2)?.unwrap_or(Number::Int(0)),
                     step: r.get(3)?,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        let params = self.pairs("SELECT key, value FROM params WHERE run_uuid = ?1", run_id)?;
+        let params = self
+            .pairs("SELECT key, value FROM params WHERE run_uuid = ?1", run_id)?
+            .into_iter()
+            .map(|(k, v)| (k, v.unwrap_or_default()))
+            .collect();
         let tags = self.pairs("SELECT key, value FROM tags WHERE run_uuid = ?1", run_id)?;
         Ok(Run {
             info,
@@ -848,9 +887,9 @@ impl Backend for Store {
                     .map(|(k, o, n)| {
                         format!(
                             "{{'key': {}, 'old_value': {}, 'new_value': {}}}",
-                            py_repr(k),
-                            py_repr(o),
-                            py_repr(n)
+                            python_repr(k),
+                            python_repr(o),
+                            python_repr(n)
                         )
                     })
                     .collect();
@@ -875,7 +914,7 @@ impl Backend for Store {
     }
 
     /// Upserts tags; `mlflow.runName` also renames the run, as MLflow does.
-    fn set_tags(&mut self, run_id: &str, tags: &[(String, String)]) -> Result<()> {
+    fn set_tags(&mut self, run_id: &str, tags: &[(String, Option<String>)]) -> Result<()> {
         if tags.is_empty() {
             return Ok(());
         }
@@ -884,7 +923,7 @@ impl Backend for Store {
         for (key, value) in tags {
             if key == RUN_NAME_TAG {
                 // MLflow ignores an empty name rather than clearing the run's name.
-                if !value.is_empty() {
+                if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
                     set_run_name(&tx, run_id, value)?;
                 }
             } else {
@@ -984,15 +1023,18 @@ fn check_experiment_active(experiment: &Experiment) -> Result<()> {
     Ok(())
 }
 
-fn py_repr(s: &str) -> String {
-    // MLflow formats these with Python's repr; JSON quoting agrees for plain text and the
-    // single-quote form is what repr picks unless the text holds a quote.
-    let quoted = json_quote(s);
-    if s.contains('\'') {
-        quoted
-    } else {
-        format!("'{}'", &quoted[1..quoted.len() - 1])
+/// A value as SQLAlchemy shows it in an error: its repr, cut in the middle past 300 chars.
+fn sqlalchemy_repr(repr: &str) -> String {
+    let chars: Vec<char> = repr.chars().collect();
+    if chars.len() <= 300 {
+        return repr.to_string();
     }
+    let head: String = chars[..150].iter().collect();
+    let tail: String = chars[chars.len() - 150..].iter().collect();
+    format!(
+        "{head} ... ({} characters truncated) ... {tail}",
+        chars.len() - 300
+    )
 }
 
 #[cfg(test)]
@@ -1009,12 +1051,12 @@ mod tests {
     fn experiment_round_trip() {
         let (_dir, mut store) = store();
         let id = store
-            .create_experiment("exp", None, &[("k".into(), "v".into())])
+            .create_experiment("exp", None, &[("k".into(), Some("v".into()))])
             .unwrap();
         assert_eq!(id, "1");
         let exp = store.get_experiment_by_name("exp").unwrap().unwrap();
         assert_eq!(exp.artifact_location, "/tmp/mlruns/1");
-        assert_eq!(exp.tags, vec![("k".to_string(), "v".to_string())]);
+        assert_eq!(exp.tags, vec![("k".to_string(), Some("v".to_string()))]);
         let err = store.create_experiment("exp", None, &[]).unwrap_err();
         assert!(matches!(err, Error::AlreadyExists(_)));
         assert!(matches!(
@@ -1035,12 +1077,17 @@ mod tests {
         assert!(err
             .to_string()
             .starts_with("Changing param values is not allowed"));
-        store.set_tags(&id, &p("t", "1")).unwrap();
-        store.set_tags(&id, &p("t", "2")).unwrap();
-        store.set_tags(&id, &p(RUN_NAME_TAG, "renamed")).unwrap();
+        let t = |k: &str, v: Option<&str>| vec![(k.to_string(), v.map(str::to_string))];
+        store.set_tags(&id, &t("t", Some("1"))).unwrap();
+        store.set_tags(&id, &t("t", Some("2"))).unwrap();
+        store.set_tags(&id, &t("none", None)).unwrap();
+        store
+            .set_tags(&id, &t(RUN_NAME_TAG, Some("renamed")))
+            .unwrap();
         let run = store.get_run(&id).unwrap();
         assert_eq!(run.info.run_name, "renamed");
-        assert!(run.tags.contains(&("t".to_string(), "2".to_string())));
+        assert!(run.tags.contains(&("t".to_string(), Some("2".to_string()))));
+        assert!(run.tags.contains(&("none".to_string(), None)));
     }
 
     #[test]
@@ -1048,12 +1095,12 @@ mod tests {
         let (_dir, mut store) = store();
         let run = store.create_run("0", "me", 1, "r", &[]).unwrap();
         let id = run.info.run_id.as_str();
-        let row = |value, timestamp, step| MetricRow {
+        let row = |value, timestamp: i64, step: i64| MetricRow {
             run_id: id,
             key: "m",
             value,
-            timestamp,
-            step,
+            timestamp: timestamp.into(),
+            step: step.into(),
         };
         store
             .insert_metrics(&[row(1.0, 10, 5), row(f64::NAN, 11, 5), row(7.0, 9, 4)])
@@ -1065,6 +1112,42 @@ mod tests {
         store.insert_metrics(&[row(f64::INFINITY, 11, 5)]).unwrap();
         let latest = &store.get_run(id).unwrap().metrics[0];
         assert_eq!(latest.value, f64::MAX);
+        // A float step past the integer one wins, and reads back as the float it was.
+        let real = MetricRow {
+            step: Number::Real(5.5),
+            ..row(0.5, 1, 0)
+        };
+        store.insert_metrics(&[real]).unwrap();
+        let latest = &store.get_run(id).unwrap().metrics[0];
+        assert_eq!((latest.value, latest.step), (0.5, Number::Real(5.5)));
+    }
+
+    #[test]
+    fn a_run_lists_its_metrics_in_the_order_they_were_first_logged() {
+        let (_dir, mut store) = store();
+        let run = store.create_run("0", "me", 1, "r", &[]).unwrap();
+        let id = run.info.run_id.as_str();
+        let row = |key, step: i64| MetricRow {
+            run_id: id,
+            key,
+            value: 1.0,
+            timestamp: 1.into(),
+            step: step.into(),
+        };
+        store
+            .insert_metrics(&[row("zeta", 0), row("alpha", 0), row("zeta", 1)])
+            .unwrap();
+        store
+            .insert_metrics(&[row("beta", 0), row("alpha", 1)])
+            .unwrap();
+        let keys: Vec<String> = store
+            .get_run(id)
+            .unwrap()
+            .metrics
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
+        assert_eq!(keys, ["zeta", "alpha", "beta"]);
     }
 
     #[test]
@@ -1074,12 +1157,12 @@ mod tests {
         let id = run.info.run_id.clone();
         store.delete_run(&id).unwrap();
         let err = store
-            .set_tags(&id, &[("a".to_string(), "b".to_string())])
+            .set_tags(&id, &[("a".to_string(), Some("b".to_string()))])
             .unwrap_err();
         assert!(err.to_string().contains("must be in the 'active' state"));
         store.restore_run(&id).unwrap();
         store
-            .set_tags(&id, &[("a".to_string(), "b".to_string())])
+            .set_tags(&id, &[("a".to_string(), Some("b".to_string()))])
             .unwrap();
     }
 
@@ -1094,8 +1177,8 @@ mod tests {
                 run_id,
                 key: "m",
                 value: step as f64,
-                timestamp: 1,
-                step,
+                timestamp: 1.into(),
+                step: step.into(),
             })
             .collect();
         store.insert_metrics(&rows).unwrap();

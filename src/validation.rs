@@ -58,8 +58,9 @@ pub fn json_quote(s: &str) -> String {
     out
 }
 
-/// Python's `repr()` of a str, enough for the names MLflow prints with `!r`.
-fn python_repr(s: &str) -> String {
+/// Python's `repr()` of a str, as MLflow prints names and values with `!r`. (Python also
+/// escapes the few non-printable characters beyond ASCII's; names rarely hold them.)
+pub fn python_repr(s: &str) -> String {
     let quote = if s.contains('\'') && !s.contains('"') {
         '"'
     } else {
@@ -77,11 +78,30 @@ fn python_repr(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
             c => out.push(c),
         }
     }
     out.push(quote);
     out
+}
+
+pub fn missing_value_message(path: &str) -> String {
+    format!("Missing value for required parameter '{path}'.")
+}
+
+/// What MLflow says of a param or tag given `None` as its key.
+pub fn missing_key(kind: KeyKind, path: &str) -> Error {
+    match kind {
+        KeyKind::Tag => Error::invalid(missing_value_message(path)),
+        KeyKind::Param | KeyKind::Metric => Error::invalid(invalid_value_message(
+            path,
+            "\"\"",
+            "A key name must be provided.",
+        )),
+    }
 }
 
 pub fn invalid_value_message(path: &str, formatted_value: &str, message: &str) -> String {
@@ -135,6 +155,13 @@ fn path_not_unique(name: &str) -> bool {
 
 /// Checks a metric, param or tag key as MLflow does, including its length.
 pub fn validate_key(kind: KeyKind, key: &str, path: &str) -> Result<()> {
+    validate_key_name(key, path)?;
+    validate_key_length(kind, key, path)
+}
+
+/// The characters and the path rule of a key; MLflow checks a metric's other fields
+/// before the length of its name.
+pub fn validate_key_name(key: &str, path: &str) -> Result<()> {
     if !key.chars().all(is_name_char) {
         return Err(Error::invalid(invalid_value_message(
             path,
@@ -154,12 +181,15 @@ pub fn validate_key(kind: KeyKind, key: &str, path: &str) -> Result<()> {
             &message,
         )));
     }
+    Ok(())
+}
+
+pub fn validate_key_length(kind: KeyKind, key: &str, path: &str) -> Result<()> {
     let label = match (kind, path) {
         (KeyKind::Tag, p) if p != "key" => p,
         _ => kind.length_label(),
     };
-    check_length(label, MAX_ENTITY_KEY_LENGTH, key)?;
-    Ok(())
+    check_length(label, MAX_ENTITY_KEY_LENGTH, key)
 }
 
 pub fn exceeds_maximum_length(label: &str, limit: usize) -> String {
@@ -220,18 +250,22 @@ pub fn validate_experiment_name(name: &str) -> Result<()> {
     check_length("name", MAX_EXPERIMENT_NAME_LENGTH, name)
 }
 
-pub fn validate_experiment_tag(key: &str, value: &str) -> Result<()> {
+pub fn validate_experiment_tag(key: &str, value: Option<&str>) -> Result<()> {
     validate_key(KeyKind::Tag, key, "key")?;
-    check_length("value", MAX_EXPERIMENT_TAG_VAL_LENGTH, value)
+    match value {
+        Some(value) => check_length("value", MAX_EXPERIMENT_TAG_VAL_LENGTH, value),
+        None => Ok(()),
+    }
 }
 
-/// MLflow's run id rule: an alphanumeric, then up to 255 word characters or dashes.
+/// MLflow's run id rule: an alphanumeric, then up to 255 word characters or dashes. The
+/// rule is a Python regex ending in `$`, which also matches before a final newline.
 pub fn validate_run_id(run_id: &str) -> Result<()> {
-    let mut chars = run_id.chars();
+    let id = run_id.strip_suffix('\n').unwrap_or(run_id);
+    let mut chars = id.chars();
     let ok = match chars.next() {
         Some(first) if first.is_ascii_alphanumeric() => {
-            run_id.chars().count() <= 256
-                && chars.all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+            id.chars().count() <= 256 && chars.all(|c| c.is_alphanumeric() || c == '_' || c == '-')
         }
         _ => false,
     };
@@ -341,6 +375,14 @@ mod tests {
     }
 
     #[test]
+    fn repr_quotes_like_python() {
+        assert_eq!(python_repr("a"), "'a'");
+        assert_eq!(python_repr("it's"), "\"it's\"");
+        assert_eq!(python_repr("'\""), "'\\'\"'");
+        assert_eq!(python_repr("café\n\u{1}"), "'café\\n\\x01'");
+    }
+
+    #[test]
     fn json_quote_escapes_like_python() {
         assert_eq!(json_quote("a\"b"), "\"a\\\"b\"");
         assert_eq!(json_quote("é"), "\"\\u00e9\"");
@@ -371,5 +413,7 @@ mod tests {
         assert!(validate_run_id("0123456789abcdef0123456789abcdef").is_ok());
         assert!(validate_run_id("_bad").is_err());
         assert!(validate_run_id("").is_err());
+        assert!(validate_run_id("abc\n").is_ok());
+        assert!(validate_run_id("abc\n\n").is_err());
     }
 }

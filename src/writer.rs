@@ -20,7 +20,7 @@ use parking_lot::{ArcMutexGuard, Mutex, RawMutex};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::backend::Backend;
-use crate::entities::LIFECYCLE_ACTIVE;
+use crate::entities::{Number, LIFECYCLE_ACTIVE};
 use crate::error::{Error, Result};
 use crate::interner::Interner;
 use crate::runs::RunRegistry;
@@ -272,10 +272,10 @@ impl WriterState {
             return Ok(());
         }
         self.strand_unwritable()?;
-        // Sorted input fills the metrics primary-key index in order; the sort is stable so
-        // equal points keep the order MLflow's latest-value rule depends on.
-        self.pending
-            .sort_by_key(|r| (r.run, r.key, r.timestamp, r.step));
+        // Grouped by run (a tracking server takes one run per call); the sort is stable, so
+        // each run's points keep the order they were logged in, which MLflow's latest-value
+        // rule and its order of a run's metrics depend on.
+        self.pending.sort_by_key(|r| r.run);
         let mut keys = Vec::with_capacity(self.pending.len());
         let mut runs = Vec::with_capacity(self.pending.len());
         for i in 0..self.pending.len() {
@@ -293,6 +293,40 @@ impl WriterState {
         self.pending.clear();
         self.committed();
         Ok(())
+    }
+
+    /// Writes points whose step or timestamp is not a 64-bit integer, after every point
+    /// queued before them, in one transaction. The run must take them now: unlike queued
+    /// points, these are never held for later.
+    pub fn write_exact(&mut self, points: &[ExactPoint]) -> Result<()> {
+        self.write_pending()?;
+        let mut ids = Vec::with_capacity(points.len());
+        for point in points {
+            ids.push((self.run_id(point.run)?, self.key(point.key)));
+        }
+        let mut checked: Vec<&str> = Vec::new();
+        for (run_id, _) in &ids {
+            if checked.contains(&&**run_id) {
+                continue;
+            }
+            match self.store.run_lifecycle(run_id)? {
+                Some(stage) if stage == LIFECYCLE_ACTIVE => checked.push(run_id),
+                Some(stage) => return Err(run_not_active(run_id, &stage)),
+                None => return Err(Error::not_found(format!("Run with id={run_id} not found"))),
+            }
+        }
+        let rows: Vec<MetricRow<'_>> = points
+            .iter()
+            .zip(&ids)
+            .map(|(point, (run_id, key))| MetricRow {
+                run_id,
+                key,
+                value: point.value,
+                timestamp: point.timestamp,
+                step: point.step,
+            })
+            .collect();
+        self.store.insert_metrics(&rows)
     }
 
     /// Everything taken from the queue so far is in the store (or held as stranded).
@@ -474,14 +508,24 @@ pub struct Undelivered {
     pub journal_error: Option<String>,
 }
 
+/// A point with its step and timestamp as given (see `WriterState::write_exact`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ExactPoint {
+    pub run: u32,
+    pub key: u32,
+    pub value: f64,
+    pub timestamp: Number,
+    pub step: Number,
+}
+
 /// A queued point as the store takes it, under its run id and key name.
 fn metric_row<'a>(run_id: &'a str, key: &'a str, record: &MetricRecord) -> MetricRow<'a> {
     MetricRow {
         run_id,
         key,
         value: record.value,
-        timestamp: record.timestamp,
-        step: record.step,
+        timestamp: Number::Int(record.timestamp),
+        step: Number::Int(record.step),
     }
 }
 
@@ -495,6 +539,9 @@ pub struct Engine {
     gate: Option<Arc<Mutex<()>>>,
     /// Why the engine runs without the spool it was asked for, until someone says so.
     spool_error: Mutex<Option<String>>,
+    /// Whether a writer thread with a store takes this engine's jobs; an outbox's queue
+    /// carries points alone.
+    takes_jobs: bool,
 }
 
 /// An engine held still across a fork (see `Engine::pause`); dropping it lets it go on.
@@ -747,6 +794,7 @@ impl Engine {
             config.queue_capacity
         };
         let (mut engine, receiver) = Engine::with_queue(capacity);
+        engine.takes_jobs = true;
         *engine.spool_error.lock() = spool_error;
         let gate = options.fork_gate.then(|| Arc::new(Mutex::new(())));
         engine.gate = gate.clone();
@@ -827,6 +875,11 @@ impl Engine {
     }
 
     /// Whether this engine journals what it queues.
+    /// Whether store operations (`submit`) reach a store through this engine.
+    pub fn takes_jobs(&self) -> bool {
+        self.takes_jobs
+    }
+
     pub fn spooled(&self) -> bool {
         self.spool.is_some()
     }
@@ -876,6 +929,7 @@ impl Engine {
             spool: None,
             gate: None,
             spool_error: Mutex::new(None),
+            takes_jobs: false,
         };
         (engine, receiver)
     }

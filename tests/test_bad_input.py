@@ -59,12 +59,13 @@ def test_invalid_key_names(run_with_data, mlflow, db_uri):
     _assert_earlier_data_kept(mlflow, db_uri, run_with_data.info.run_id)
 
 
-def test_bool_and_str_metric_values(run_with_data, mlflow, db_uri):
-    message = _raises(INVALID, fastflow.log_metric, "m", True)
-    assert message.startswith("Invalid value true for parameter 'value' supplied: (timestamp=")
-    assert message.endswith("Please specify value as a valid double (64-bit floating point)")
+def test_metric_values_mlflow_refuses(run_with_data, mlflow, db_uri):
+    # What float() takes is logged as a float, as MLflow's client converts it.
+    fastflow.log_metric("m", True)
+    fastflow.log_metric("m", "2.5", step=1)
     message = _raises(INVALID, fastflow.log_metric, "m", "abc")
-    assert message.startswith("Invalid value \"abc\" for parameter 'value' supplied")
+    assert message.startswith("Invalid value \"abc\" for parameter 'value' supplied: (timestamp=")
+    assert message.endswith("Please specify value as a valid double (64-bit floating point)")
     message = _raises(INVALID, fastflow.log_metric, "m", None)
     assert message == "Missing value for required parameter 'value'."
     message = _raises(INVALID, fastflow.log_metric, "m", 1.0, step="x")
@@ -72,13 +73,19 @@ def test_bool_and_str_metric_values(run_with_data, mlflow, db_uri):
         "Invalid value \"x\" for parameter 'step' supplied: metric 'm' (value=1.0). "
         "Step must be a valid long (64-bit integer)."
     )
+    with pytest.raises(TypeError, match="float\\(\\) argument must be"):
+        fastflow.log_metric("m", [1.0])
     client = fastflow.MlflowClient()
-    _raises(INVALID, client.log_metric, run_with_data.info.run_id, "m", False)
+    client.log_metric(run_with_data.info.run_id, "m", False, step=2)
     # Nothing of a dict with one bad value is logged.
-    _raises(INVALID, fastflow.log_metrics, {"good": 1.0, "bad": "x"})
+    message = _raises(INVALID, fastflow.log_metrics, {"good": 1.0, "bad": "x"})
+    assert "parameter 'metrics[1].value'" in message
     fastflow.flush()
-    assert fastflow.MlflowClient().get_metric_history(run_with_data.info.run_id, "good") == []
-    _assert_earlier_data_kept(mlflow, db_uri, run_with_data.info.run_id)
+    run_id = run_with_data.info.run_id
+    assert fastflow.MlflowClient().get_metric_history(run_id, "good") == []
+    history = mlflow.MlflowClient(tracking_uri=db_uri).get_metric_history(run_id, "m")
+    assert sorted((m.step, m.value) for m in history) == [(0, 1.0), (1, 2.5), (2, 0.0)]
+    _assert_earlier_data_kept(mlflow, db_uri, run_id)
 
 
 def test_too_long_values(run_with_data, mlflow, db_uri, monkeypatch):
@@ -164,27 +171,37 @@ def test_deleted_elsewhere_surfaces_on_flush(run_with_data, mlflow, db_uri):
 
 
 def test_batch_over_limits(run_with_data, mlflow, db_uri):
-    client = fastflow.MlflowClient()
+    # One request to the store is limited as MLflow's store limits it...
+    tracker = fastflow.MlflowClient()._tracker
     run_id = run_with_data.info.run_id
-    metrics = [fastflow.Metric(f"m{i}", 1.0, 1, 0) for i in range(1001)]
-    message = _raises(INVALID, client.log_batch, run_id, metrics=metrics)
+    metrics = [(f"m{i}", 1.0, 1, 0) for i in range(1001)]
+    message = _raises(INVALID, tracker.log_batch, run_id, metrics, [], [])
     assert message == (
         "A batch logging request can contain at most 1000 metrics. Got 1001 metrics. "
         "Please split up metrics across multiple requests and try again."
     )
-    params = [fastflow.Param(f"p{i}", "1") for i in range(101)]
+    params = [(f"p{i}", "1") for i in range(101)]
     assert "at most 100 params. Got 101 params" in _raises(
-        INVALID, client.log_batch, run_id, params=params
+        INVALID, tracker.log_batch, run_id, [], params, []
     )
-    tags = [fastflow.RunTag(f"t{i}", "1") for i in range(101)]
-    assert "at most 100 tags" in _raises(INVALID, client.log_batch, run_id, tags=tags)
-    message = _raises(INVALID, client.log_batch, run_id, metrics=metrics[:950], params=params[:100])
+    assert "at most 100 tags" in _raises(INVALID, tracker.log_batch, run_id, [], [], params)
+    message = _raises(INVALID, tracker.log_batch, run_id, metrics[:950], params[:100], [])
     assert "at most 1000 metrics, params, and tags. Got 1050" in message
+    client = fastflow.MlflowClient()
     dupes = [fastflow.Param("d", "1"), fastflow.Param("d", "1")]
     message = _raises(INVALID, client.log_batch, run_id, params=dupes)
     assert message.startswith("Duplicate parameter keys have been submitted: ['d'].")
     fastflow.flush()
     assert fastflow.get_run(run_id).data.metrics.keys() == {"kept"}
+    # ...and the client splits a larger batch into such requests, as MLflow's does.
+    client.log_batch(
+        run_id,
+        metrics=[fastflow.Metric(f"m{i}", 1.0, 1, 0) for i in range(1001)],
+        params=[fastflow.Param(f"p{i}", "1") for i in range(101)],
+    )
+    fastflow.flush()
+    data = mlflow.MlflowClient(tracking_uri=db_uri).get_run(run_id).data
+    assert len(data.metrics) == 1002 and len(data.params) == 102
     _assert_earlier_data_kept(mlflow, db_uri, run_id)
 
 

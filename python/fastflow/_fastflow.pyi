@@ -6,13 +6,15 @@ ALEMBIC_HEAD: str
 _Tags = list[tuple[str, str]]
 _ExperimentRow = tuple[str, str, str, str, Optional[int], Optional[int], _Tags]
 _RunInfoRow = tuple[str, str, str, str, str, Optional[int], Optional[int], str, str]
-_MetricRow = tuple[str, float, int, int]
-_RunRow = tuple[_RunInfoRow, list[_MetricRow], _Tags, _Tags]
+# key, value, timestamp, step (a step or timestamp MLflow stored as a float reads as one)
+_MetricRow = tuple[str, float, int | float, int | float]
+_RunTags = list[tuple[str, Optional[str]]]
+_RunRow = tuple[_RunInfoRow, list[_MetricRow], _Tags, _RunTags]
 # name, digest, source_type, source, schema, profile
 _DatasetRow = tuple[str, str, str, str, Optional[str], Optional[str]]
 # (dataset, input tags) per dataset input; model input ids; (model id, step) per output
 _RunIoRow = tuple[list[tuple[_DatasetRow, _Tags]], list[str], list[tuple[str, int]]]
-_RunWithIoRow = tuple[_RunInfoRow, list[_MetricRow], _Tags, _Tags, _RunIoRow]
+_RunWithIoRow = tuple[_RunInfoRow, list[_MetricRow], _Tags, _RunTags, _RunIoRow]
 
 class Tracker:
     """One SQLite tracking store and its background writer."""
@@ -44,22 +46,23 @@ class Tracker:
     ) -> _RunInfoRow: ...
     def delete_run(self, run_id: str) -> None: ...
     def restore_run(self, run_id: str) -> None: ...
-    def log_param(self, run_id: str, key: str, value: str) -> None: ...
+    def log_param(self, run_id: Any, key: Any, value: str) -> None: ...
+    def set_tag(self, run_id: Any, key: Any, value: str) -> None: ...
     def set_tags(self, run_id: str, tags: _Tags) -> None: ...
     def delete_tag(self, run_id: str, key: str) -> None: ...
     def log_batch(
         self,
-        run_id: str,
+        run_id: Any,
         metrics: list[tuple[Any, Any, Any, Any]],
-        params: _Tags,
-        tags: _Tags,
+        params: list[tuple[Any, str]],
+        tags: list[tuple[Any, Any]],
         synchronous: Optional[bool] = None,
     ) -> None: ...
     def log_metric(
         self,
-        run_id: str,
-        key: str,
-        value: float,
+        run_id: Any,
+        key: Any,
+        value: Any,
         timestamp: Optional[int] = None,
         step: Optional[int] = None,
         synchronous: Optional[bool] = None,

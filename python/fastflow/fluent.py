@@ -17,14 +17,14 @@ import threading
 
 from fastflow import _context, _fastflow, _integrations, _search
 from fastflow import artifacts as _artifacts
-from fastflow.entities import Run, RunStatus, ViewType
+from fastflow.entities import Param, Run, RunStatus, RunTag, ViewType
 from fastflow.entities.run import RunOutputs
 from fastflow.exceptions import (
     INVALID_PARAMETER_VALUE,
     RESOURCE_ALREADY_EXISTS,
     MlflowException,
 )
-from fastflow.tracking.client import MlflowClient, RunOperations
+from fastflow.tracking.client import MlflowClient, RunOperations, log_batch
 
 _PARENT_TAG = "mlflow.parentRunId"
 _RUN_NAME_TAG = "mlflow.runName"
@@ -502,15 +502,9 @@ def log_param(key, value, synchronous=None):
     return value if result is None else result
 
 
-def _chunks(items, size=100):
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def log_params(params, synchronous=None, run_id=None):
     tracker, run_id = _run_for_logging(run_id)
-    for chunk in _chunks([(k, str(v)) for k, v in params.items()]):
-        tracker.log_batch(run_id, [], chunk, [])
+    log_batch(tracker, run_id, params=[Param(k, str(v)) for k, v in params.items()])
     return _async_result(synchronous)
 
 
@@ -522,8 +516,7 @@ def set_tag(key, value, synchronous=None):
 
 def set_tags(tags, synchronous=None):
     tracker, run_id = _run_for_logging(None)
-    for chunk in _chunks([(k, str(v)) for k, v in tags.items()]):
-        tracker.log_batch(run_id, [], [], chunk)
+    log_batch(tracker, run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
     return _async_result(synchronous)
 
 

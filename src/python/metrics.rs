@@ -6,20 +6,23 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString, PyTuple};
 use rustc_hash::FxHashMap;
 
-use super::errors::{mlflow_exception, raise_pending, to_pyerr, IntoPyResult};
+use super::errors::{raise_pending, to_pyerr, IntoPyResult};
 use super::outbox::Outbox;
 use super::tracker::{flush_engine, Tracker};
-use crate::entities::now_millis;
+use crate::entities::{now_millis, sanitize_metric_value, Number};
 use crate::error::{Error, Result};
 use crate::process;
 use crate::runs::RunSlot;
-use crate::validation::{invalid_value_message, validate_key, KeyKind};
-use crate::writer::{Engine, MetricRecord, Msg, Undelivered};
+use crate::validation::{
+    self, invalid_value_message, missing_value_message, KeyKind, MAX_METRICS_PER_BATCH,
+};
+use crate::writer::{Engine, ExactPoint, MetricRecord, Msg, Undelivered};
 
 /// The run that fluent calls on this thread log to, mirrored from the Python run stack.
 struct ThreadRun {
@@ -72,6 +75,9 @@ static RUN_OPERATIONS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static LINKED_METRICS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static JSON_DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static NUMBER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static CONVERT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static STATEMENT_ERROR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static RE_MATCH: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// A `keep_waiting` callback for blocking waits: re-attaches to check for Ctrl-C and keeps
 /// the `KeyboardInterrupt` so it can be raised as it came.
@@ -115,6 +121,14 @@ pub fn send_records(py: Python<'_>, engine: &Engine, records: Vec<MetricRecord>)
     Ok(())
 }
 
+/// Whether this thread already has `key` as a valid metric key (checked when first seen).
+fn known_key(key: &str) -> bool {
+    KEYS.with(|cache| {
+        let cache = cache.borrow();
+        cache.generation == process::generation() && cache.ids.contains_key(key)
+    })
+}
+
 #[inline]
 fn key_id(key: &str) -> Result<u32> {
     KEYS.with(|cache| {
@@ -141,127 +155,400 @@ fn json_path(path: &str, field: &str) -> String {
     }
 }
 
-fn dumps(value: &Bound<'_, PyAny>) -> String {
+/// `json.dumps` as MLflow quotes a bad value; what json cannot encode raises, as in MLflow.
+fn dumps(value: &Bound<'_, PyAny>) -> PyResult<String> {
     let py = value.py();
-    let dumped = JSON_DUMPS.import(py, "json", "dumps").and_then(|dumps| {
-        let kwargs = PyDict::new(py);
-        kwargs.set_item("sort_keys", true)?;
-        kwargs.set_item("separators", (",", ":"))?;
-        dumps.call((value,), Some(&kwargs))?.extract::<String>()
-    });
-    dumped.unwrap_or_else(|_| value.repr().map(|r| r.to_string()).unwrap_or_default())
+    let dumps = JSON_DUMPS.import(py, "json", "dumps")?;
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("sort_keys", true)?;
+    kwargs.set_item("separators", (",", ":"))?;
+    dumps.call((value,), Some(&kwargs))?.extract::<String>()
 }
 
 fn invalid(py: Python<'_>, message: String) -> PyErr {
-    mlflow_exception(py, &message, "INVALID_PARAMETER_VALUE")
+    to_pyerr(py, Error::invalid(message))
 }
 
-fn metric_key<'a>(
-    py: Python<'_>,
-    key: &'a Bound<'_, PyAny>,
+/// The `TypeError` MLflow's name check raises for a name that is not a str: the check is a
+/// Python regex, so Python's `re` words the error.
+pub fn not_a_string(py: Python<'_>, name: &Bound<'_, PyAny>) -> PyErr {
+    match RE_MATCH
+        .import(py, "re", "match")
+        .and_then(|m| m.call1(("", name)))
+    {
+        Err(err) => err,
+        Ok(_) => PyTypeError::new_err("expected string or bytes-like object"),
+    }
+}
+
+/// A metric value as MLflow's client hands it to its store.
+pub enum Value<'py> {
+    Float(f64),
+    /// What `float()` could not convert (a non-numeric string, None): the store refuses it.
+    Other(Bound<'py, PyAny>),
+}
+
+impl<'py> Value<'py> {
+    /// MLflow's client conversion; exact floats and ints never leave Rust.
+    pub fn convert(value: &Bound<'py, PyAny>) -> PyResult<Self> {
+        if let Ok(float) = value.cast_exact::<PyFloat>() {
+            return Ok(Value::Float(float.value()));
+        }
+        if value.is_exact_instance_of::<PyInt>() {
+            return value.extract::<f64>().map(Value::Float);
+        }
+        if value.is_none() {
+            return Ok(Value::Other(value.clone()));
+        }
+        let py = value.py();
+        let convert = CONVERT.import(py, "fastflow._values", "metric_value")?;
+        let converted = convert.call1((value,))?;
+        Ok(match converted.cast_exact::<PyFloat>() {
+            Ok(float) => Value::Float(float.value()),
+            Err(_) => Value::Other(converted),
+        })
+    }
+}
+
+/// A step or timestamp as given: a 64-bit integer settled at once, or an object that
+/// MLflow's checks, then SQLite's binding, decide on.
+#[derive(Clone)]
+pub enum Given<'py> {
+    Int(i64),
+    Obj(Bound<'py, PyAny>),
+}
+
+impl<'py> Given<'py> {
+    pub fn of(value: &Bound<'py, PyAny>) -> Self {
+        if value.is_exact_instance_of::<PyInt>() {
+            if let Ok(int) = value.extract::<i64>() {
+                return Given::Int(int);
+            }
+        }
+        Given::Obj(value.clone())
+    }
+
+    /// MLflow's client default: the given value unless it is None.
+    pub fn or_else(value: Option<&Bound<'py, PyAny>>, default: impl FnOnce() -> i64) -> Self {
+        match value {
+            Some(value) if !value.is_none() => Given::of(value),
+            _ => Given::Int(default()),
+        }
+    }
+
+    /// MLflow's fluent default (`step or 0`): any falsy value gives way to the default.
+    pub fn or_falsy(
+        value: Option<&Bound<'py, PyAny>>,
+        default: impl FnOnce() -> i64,
+    ) -> PyResult<Self> {
+        match value {
+            Some(value) if value.is_truthy()? => Ok(Given::of(value)),
+            _ => Ok(Given::Int(default())),
+        }
+    }
+
+    fn text(&self) -> PyResult<String> {
+        match self {
+            Given::Int(int) => Ok(int.to_string()),
+            Given::Obj(obj) => Ok(obj.str()?.to_string()),
+        }
+    }
+
+    fn dumped(&self) -> PyResult<String> {
+        match self {
+            Given::Int(int) => Ok(int.to_string()),
+            Given::Obj(obj) => dumps(obj),
+        }
+    }
+
+    fn object(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self {
+            Given::Int(int) => Ok(int.into_pyobject(py)?.into_any()),
+            Given::Obj(obj) => Ok(obj.clone()),
+        }
+    }
+}
+
+fn is_number(value: &Bound<'_, PyAny>) -> PyResult<bool> {
+    if value.is_instance_of::<PyInt>() || value.is_instance_of::<PyFloat>() {
+        return Ok(true);
+    }
+    value.is_instance(NUMBER.import(value.py(), "numbers", "Number")?)
+}
+
+/// A point MLflow's checks accepted, its step and timestamp still as given: MLflow learns
+/// whether SQLite can store them only when it writes, after checking the run.
+pub struct Checked<'py> {
+    key: u32,
+    name: Bound<'py, PyString>,
+    value: f64,
+    timestamp: Given<'py>,
+    step: Given<'py>,
+}
+
+/// MLflow's checks of one point, in its order: the name's characters, the value, the
+/// timestamp, the step, then the name's length. `path` is where the point sits in a batch
+/// (`metrics[3]`), empty for a single one.
+pub fn check_metric<'py>(
+    py: Python<'py>,
+    key: &Bound<'py, PyAny>,
+    value: Value<'py>,
+    timestamp: Given<'py>,
+    step: Given<'py>,
     path: &str,
-) -> PyResult<(&'a str, u32)> {
+) -> PyResult<Checked<'py>> {
     let name_path = json_path(path, "name");
-    let Ok(text) = key.cast::<PyString>() else {
-        let message = if key.is_none() {
-            "Metric name cannot be None. A key name must be provided."
-        } else {
-            "Metric name must be a string."
-        };
-        return Err(invalid(
-            py,
-            invalid_value_message(&name_path, &dumps(key), message),
-        ));
-    };
-    let text = text.to_str()?;
-    match key_id(text) {
-        Ok(id) => Ok((text, id)),
-        // The interner checks with MLflow's single-metric wording; say where in a batch.
-        Err(_) => Err(to_pyerr(
-            py,
-            validate_key(KeyKind::Metric, text, &name_path).unwrap_err(),
-        )),
-    }
-}
-
-fn metric_value(
-    py: Python<'_>,
-    value: &Bound<'_, PyAny>,
-    timestamp: i64,
-    path: &str,
-) -> PyResult<f64> {
-    if let Ok(float) = value.cast_exact::<PyFloat>() {
-        return Ok(float.value());
-    }
-    if value.is_exact_instance_of::<PyInt>() {
-        return value.extract::<f64>();
-    }
-    let value_path = json_path(path, "value");
-    if value.is_none() {
-        return Err(invalid(
-            py,
-            format!("Missing value for required parameter '{value_path}'."),
-        ));
-    }
-    let number = NUMBER.import(py, "numbers", "Number")?;
-    if value.is_instance_of::<PyBool>() || !value.is_instance(number)? {
+    if key.is_none() {
         return Err(invalid(
             py,
             invalid_value_message(
-                &value_path,
-                &dumps(value),
-                &format!(
-                    "(timestamp={timestamp}). Please specify value as a valid double (64-bit \
-                     floating point)"
-                ),
+                &name_path,
+                "null",
+                "Metric name cannot be None. A key name must be provided.",
             ),
         ));
     }
-    value.call_method0("__float__")?.extract::<f64>()
-}
-
-fn metric_integer(
-    py: Python<'_>,
-    given: Option<&Bound<'_, PyAny>>,
-    field: &str,
-    key: &str,
-    value: &Bound<'_, PyAny>,
-    path: &str,
-) -> PyResult<Option<i64>> {
-    let Some(given) = given.filter(|g| !g.is_none()) else {
-        return Ok(None);
+    let Ok(name) = key.cast::<PyString>() else {
+        return Err(not_a_string(py, key));
     };
-    if let Ok(int) = given.extract::<i64>() {
-        if field == "step" || int >= 0 {
-            return Ok(Some(int));
+    let text = name.to_str()?;
+    if !known_key(text) {
+        validation::validate_key_name(text, &name_path).into_py(py)?;
+    }
+    let value_path = json_path(path, "value");
+    let value = match value {
+        Value::Float(float) => float,
+        Value::Other(other) if other.is_none() => {
+            return Err(invalid(py, missing_value_message(&value_path)));
+        }
+        Value::Other(other) if !other.is_instance_of::<PyBool>() && is_number(&other)? => {
+            other.extract::<f64>()?
+        }
+        Value::Other(other) => {
+            let message = format!(
+                "(timestamp={}). Please specify value as a valid double (64-bit floating point)",
+                timestamp.text()?
+            );
+            return Err(invalid(
+                py,
+                invalid_value_message(&value_path, &dumps(&other)?, &message),
+            ));
+        }
+    };
+    let bad_timestamp = match &timestamp {
+        Given::Int(int) => *int < 0,
+        Given::Obj(obj) => !is_number(obj)? || obj.lt(0)?,
+    };
+    let shown = || PyFloat::new(py, value).str().map(|s| s.to_string());
+    if bad_timestamp {
+        let message = format!(
+            "metric '{text}' (value={}). Timestamp must be a nonnegative long (64-bit integer) ",
+            shown()?
+        );
+        return Err(invalid(
+            py,
+            invalid_value_message(
+                &json_path(path, "timestamp"),
+                &timestamp.dumped()?,
+                &message,
+            ),
+        ));
+    }
+    if let Given::Obj(obj) = &step {
+        if !is_number(obj)? {
+            let message = format!(
+                "metric '{text}' (value={}). Step must be a valid long (64-bit integer).",
+                shown()?
+            );
+            return Err(invalid(
+                py,
+                invalid_value_message(&json_path(path, "step"), &step.dumped()?, &message),
+            ));
         }
     }
-    let rule = if field == "step" {
-        "Step must be a valid long (64-bit integer)."
-    } else {
-        "Timestamp must be a nonnegative long (64-bit integer) "
+    let key = match key_id(text) {
+        Ok(id) => id,
+        Err(_) => {
+            return Err(to_pyerr(
+                py,
+                validation::validate_key(KeyKind::Metric, text, &name_path).unwrap_err(),
+            ))
+        }
     };
-    let shown = value.str().map(|s| s.to_string()).unwrap_or_default();
-    Err(invalid(
-        py,
-        invalid_value_message(
-            &json_path(path, field),
-            &dumps(given),
-            &format!("metric '{key}' (value={shown}). {rule}"),
-        ),
+    Ok(Checked {
+        key,
+        name: name.clone(),
+        value,
+        timestamp,
+        step,
+    })
+}
+
+/// Why SQLite would not take a step or timestamp MLflow's checks let through.
+enum Unstorable {
+    /// A type sqlite3 cannot bind (a Decimal, a complex).
+    Unbindable,
+    /// An int past 64 bits: sqlite3's own OverflowError, which MLflow lets through.
+    TooLarge,
+    /// NaN, which SQLite stores as NULL in a NOT NULL column.
+    Null,
+}
+
+/// The number SQLite stores for a step or timestamp. numpy scalars are stored as the
+/// numbers they hold (MLflow's sqlite3 binds them as raw bytes, which no reader expects).
+fn storable(given: &Given<'_>) -> PyResult<std::result::Result<Number, Unstorable>> {
+    let obj = match given {
+        Given::Int(int) => return Ok(Ok(Number::Int(*int))),
+        Given::Obj(obj) => obj,
+    };
+    let whole = obj.is_instance_of::<PyInt>()
+        || (!obj.is_instance_of::<PyFloat>() && is_buffer(obj) && obj.hasattr("__index__")?);
+    if whole {
+        return Ok(match obj.extract::<i64>() {
+            Ok(int) => Ok(Number::Int(int)),
+            Err(_) => Err(Unstorable::TooLarge),
+        });
+    }
+    if obj.is_instance_of::<PyFloat>() || is_buffer(obj) {
+        let float = obj.extract::<f64>()?;
+        return Ok(if float.is_nan() {
+            Err(Unstorable::Null)
+        } else {
+            Ok(Number::from_f64(float))
+        });
+    }
+    Ok(Err(Unstorable::Unbindable))
+}
+
+fn is_buffer(obj: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: `obj` is a live object and the GIL is held.
+    unsafe { pyo3::ffi::PyObject_CheckBuffer(obj.as_ptr()) != 0 }
+}
+
+/// Points ready for the writer: the queue's compact records when every step and timestamp
+/// is a 64-bit integer, else the same points with their numbers as they are.
+pub enum Stored {
+    Queued(Vec<MetricRecord>),
+    Exact(Vec<ExactPoint>),
+}
+
+/// Fixes each point's step and timestamp as SQLite stores them, refusing the batch as
+/// MLflow's store does when SQLite cannot (after the run was checked, as there).
+pub fn stored(py: Python<'_>, slot: &RunSlot, points: &[Checked<'_>]) -> PyResult<Stored> {
+    let mut exact = Vec::with_capacity(points.len());
+    let mut all_int = true;
+    for (index, point) in points.iter().enumerate() {
+        let timestamp = storable(&point.timestamp)?;
+        let step = storable(&point.step)?;
+        let (timestamp, step) = match (timestamp, step) {
+            (Ok(timestamp), Ok(step)) => (timestamp, step),
+            (timestamp, step) => {
+                // sqlite3 binds a row's values in order, then SQLite checks its columns.
+                let (problem, parameter) = match (timestamp, step) {
+                    (Err(p @ (Unstorable::Unbindable | Unstorable::TooLarge)), _) => (p, 3),
+                    (_, Err(p @ (Unstorable::Unbindable | Unstorable::TooLarge))) => (p, 4),
+                    (Err(p), _) => (p, 3),
+                    (_, Err(p)) => (p, 4),
+                    (Ok(_), Ok(_)) => unreachable!(),
+                };
+                return Err(unstorable_error(
+                    py, slot, points, index, problem, parameter,
+                ));
+            }
+        };
+        all_int &= timestamp.as_int().is_some() && step.as_int().is_some();
+        exact.push(ExactPoint {
+            run: slot.index,
+            key: point.key,
+            value: point.value,
+            timestamp,
+            step,
+        });
+    }
+    if !all_int {
+        return Ok(Stored::Exact(exact));
+    }
+    Ok(Stored::Queued(
+        exact
+            .into_iter()
+            .map(|p| MetricRecord {
+                run: p.run,
+                key: p.key,
+                value: p.value,
+                timestamp: p.timestamp.as_int().unwrap_or(0),
+                step: p.step.as_int().unwrap_or(0),
+            })
+            .collect(),
     ))
 }
 
-/// Where MLflow says a metric sits: nowhere for a single one, `metrics[3]` in a batch.
-pub fn entry_path(single: bool, index: usize) -> String {
-    if single {
-        String::new()
-    } else {
-        format!("metrics[{index}]")
+fn unstorable_error(
+    py: Python<'_>,
+    slot: &RunSlot,
+    points: &[Checked<'_>],
+    bad_row: usize,
+    problem: Unstorable,
+    parameter: usize,
+) -> PyErr {
+    if let Unstorable::TooLarge = problem {
+        return to_pyerr(
+            py,
+            Error::Internal("Python int too large to convert to SQLite INTEGER".into()),
+        );
+    }
+    let message = (|| -> PyResult<String> {
+        let mut rows = Vec::with_capacity(points.len());
+        for point in points {
+            let (value, is_nan) = sanitize_metric_value(point.value);
+            rows.push(PyTuple::new(
+                py,
+                [
+                    point.name.clone().into_any(),
+                    PyFloat::new(py, value).into_any(),
+                    point.timestamp.object(py)?,
+                    point.step.object(py)?,
+                    (is_nan as i64).into_pyobject(py)?.into_any(),
+                    PyString::new(py, &slot.id).into_any(),
+                ],
+            )?);
+        }
+        STATEMENT_ERROR
+            .import(py, "fastflow._values", "statement_error")?
+            .call1(("metrics", rows, bad_row, parameter))?
+            .extract()
+    })();
+    match message {
+        Ok(message) => to_pyerr(py, Error::BadRequest(message)),
+        Err(err) => err,
     }
 }
 
-/// A metric of `log_batch` as Python hands it over: (key, value, timestamp, step).
+/// Sends stored points: records through the queue; exact points are written at once,
+/// after what is queued, by the store's writer.
+pub fn send_stored(py: Python<'_>, engine: &Arc<Engine>, stored: Stored) -> PyResult<()> {
+    match stored {
+        Stored::Queued(records) => send_records(py, engine, records),
+        Stored::Exact(points) => {
+            if !engine.takes_jobs() {
+                return Err(invalid(
+                    py,
+                    "fastflow passes only whole-number steps and timestamps on to another \
+                     process; this step or timestamp is not one"
+                        .into(),
+                ));
+            }
+            super::tracker::run_job(py, engine, move |s| s.write_exact(&points))
+        }
+    }
+}
+
+/// Where MLflow says a metric of a batch sits: `metrics[3]`.
+pub fn entry_path(index: usize) -> String {
+    format!("metrics[{index}]")
+}
+
+/// A metric of `log_batch` as Python hands it over: (key, value, timestamp, step), the
+/// value as MLflow's client converted it.
 pub type BatchMetric<'py> = (
     Bound<'py, PyAny>,
     Bound<'py, PyAny>,
@@ -269,51 +556,23 @@ pub type BatchMetric<'py> = (
     Bound<'py, PyAny>,
 );
 
-/// The records of a batch, every entry validated (with its place in MLflow's wording).
-pub fn batch_records(
-    py: Python<'_>,
-    slot: &RunSlot,
-    metrics: &[BatchMetric<'_>],
-) -> PyResult<Vec<MetricRecord>> {
-    let single = metrics.len() == 1;
-    let mut records = Vec::with_capacity(metrics.len());
+/// MLflow's store checks of a batch's metrics, each named by its place in the batch.
+pub fn check_batch<'py>(
+    py: Python<'py>,
+    metrics: &[BatchMetric<'py>],
+) -> PyResult<Vec<Checked<'py>>> {
+    let mut checked = Vec::with_capacity(metrics.len());
     for (index, (key, value, timestamp, step)) in metrics.iter().enumerate() {
-        let path = entry_path(single, index);
-        records.push(metric_record(
+        checked.push(check_metric(
             py,
-            slot,
             key,
-            value,
-            Some(timestamp),
-            Some(step),
-            &path,
+            Value::convert(value)?,
+            Given::of(timestamp),
+            Given::of(step),
+            &entry_path(index),
         )?);
     }
-    Ok(records)
-}
-
-/// Validates one point as MLflow would and packs it for the writer.
-pub fn metric_record(
-    py: Python<'_>,
-    slot: &RunSlot,
-    key: &Bound<'_, PyAny>,
-    value: &Bound<'_, PyAny>,
-    timestamp: Option<&Bound<'_, PyAny>>,
-    step: Option<&Bound<'_, PyAny>>,
-    path: &str,
-) -> PyResult<MetricRecord> {
-    let (name, key) = metric_key(py, key, path)?;
-    let timestamp_given = metric_integer(py, timestamp, "timestamp", name, value, path)?;
-    let timestamp = timestamp_given.unwrap_or_else(now_millis);
-    let value_f = metric_value(py, value, timestamp, path)?;
-    let step = metric_integer(py, step, "step", name, value, path)?.unwrap_or(0);
-    Ok(MetricRecord {
-        run: slot.index,
-        key,
-        value: value_f,
-        timestamp,
-        step,
-    })
+    Ok(checked)
 }
 
 enum Fast {
@@ -352,6 +611,13 @@ fn try_fast(
         };
         let value = if let Ok(float) = value.cast_exact::<PyFloat>() {
             float.value()
+        } else if value.is_exact_instance_of::<PyInt>() {
+            // MLflow stores `float(value)`; an int past a double's range takes the slow
+            // path, which raises Python's OverflowError as MLflow does.
+            match value.extract::<f64>() {
+                Ok(float) => float,
+                Err(_) => return Fast::Slow,
+            }
         } else {
             return Fast::Slow;
         };
@@ -500,9 +766,14 @@ pub fn log_metric(
     }
     let (engine, slot) = resolve_target(py, run_id)?;
     raise_pending(py, &engine)?;
+    // MLflow's fluent defaults (`timestamp or now`, `step or 0`), then its client's
+    // conversion, then its store's checks; the run's state is checked last, as there.
+    let timestamp = Given::or_falsy(timestamp, now_millis)?;
+    let step = Given::or_falsy(step, || 0)?;
+    let checked = check_metric(py, key, Value::convert(value)?, timestamp, step, "")?;
     slot.check_active().into_py(py)?;
-    let record = metric_record(py, &slot, key, value, timestamp, step, "")?;
-    send_records(py, &engine, vec![record])?;
+    let points = stored(py, &slot, std::slice::from_ref(&checked))?;
+    send_stored(py, &engine, points)?;
     after_send(py, &engine, synchronous)
 }
 
@@ -511,7 +782,7 @@ pub fn log_metric(
 #[allow(clippy::too_many_arguments)]
 pub fn log_metrics(
     py: Python<'_>,
-    metrics: &Bound<'_, PyDict>,
+    metrics: &Bound<'_, PyAny>,
     step: Option<&Bound<'_, PyAny>>,
     synchronous: Option<bool>,
     run_id: Option<&str>,
@@ -536,25 +807,43 @@ pub fn log_metrics(
     }
     let (engine, slot) = resolve_target(py, run_id)?;
     raise_pending(py, &engine)?;
-    slot.check_active().into_py(py)?;
-    // One timestamp for the whole dict, and nothing sent unless every entry is valid.
-    let now = now_millis().into_pyobject(py)?.into_any();
-    let timestamp = timestamp.filter(|t| !t.is_none()).unwrap_or(&now);
-    let single = metrics.len() == 1;
-    let mut records = Vec::with_capacity(metrics.len());
-    for (index, (key, value)) in metrics.iter().enumerate() {
-        let path = entry_path(single, index);
-        records.push(metric_record(
-            py,
-            &slot,
-            &key,
-            &value,
-            Some(timestamp),
-            step,
-            &path,
-        )?);
+    // As MLflow: one timestamp for the whole dict; every value converted before any is
+    // checked; then chunks of at most 1,000 points, each checked and logged in turn.
+    let timestamp = Given::or_falsy(timestamp, now_millis)?;
+    let step = Given::or_falsy(step, || 0)?;
+    let mut entries = Vec::new();
+    for item in metrics.call_method0("items")?.try_iter()? {
+        let (key, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
+        entries.push((key, value));
     }
-    send_records(py, &engine, records)?;
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    let mut converted = Vec::with_capacity(entries.len());
+    for (key, value) in &entries {
+        converted.push((key, Value::convert(value)?));
+    }
+    let mut converted = converted.into_iter();
+    loop {
+        let chunk: Vec<_> = converted.by_ref().take(MAX_METRICS_PER_BATCH).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let mut checked = Vec::with_capacity(chunk.len());
+        for (index, (key, value)) in chunk.into_iter().enumerate() {
+            checked.push(check_metric(
+                py,
+                key,
+                value,
+                timestamp.clone(),
+                step.clone(),
+                &entry_path(index),
+            )?);
+        }
+        slot.check_active().into_py(py)?;
+        let points = stored(py, &slot, &checked)?;
+        send_stored(py, &engine, points)?;
+    }
     after_send(py, &engine, synchronous)
 }
 

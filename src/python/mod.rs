@@ -9,6 +9,20 @@ mod tracker;
 
 use pyo3::prelude::*;
 
+/// A step or timestamp reaches Python as the int or float the store holds.
+impl<'py> IntoPyObject<'py> for crate::entities::Number {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = std::convert::Infallible;
+
+    fn into_pyobject(self, py: Python<'py>) -> Result<Self::Output, Self::Error> {
+        Ok(match self {
+            crate::entities::Number::Int(i) => i.into_pyobject(py)?.into_any(),
+            crate::entities::Number::Real(f) => f.into_pyobject(py)?.into_any(),
+        })
+    }
+}
+
 #[pymodule]
 fn _fastflow(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -26,6 +40,7 @@ fn _fastflow(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(metrics::_shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::_flush_all, m)?)?;
     m.add_function(wrap_pyfunction!(tracker::_validate_batch_limits, m)?)?;
+    m.add_function(wrap_pyfunction!(tracker::_check_run_id, m)?)?;
     m.add_function(wrap_pyfunction!(sqlite_check::_sqlite_library, m)?)?;
     m.add_function(wrap_pyfunction!(artifacts::_log_artifact, m)?)?;
     m.add_function(wrap_pyfunction!(artifacts::_log_artifacts, m)?)?;

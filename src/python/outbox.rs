@@ -10,7 +10,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use super::errors::{raise_pending, to_pyerr, IntoPyResult};
-use super::metrics::{self, metric_record, send_records, BatchMetric};
+use super::metrics::{self, send_stored, BatchMetric, Given, Value};
+use crate::entities::now_millis;
 use crate::error::Error;
 use crate::outbox::{self, Drained};
 use crate::process;
@@ -68,10 +69,13 @@ impl Outbox {
         step: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         raise_pending(py, &self.engine)?;
+        let timestamp = Given::or_else(timestamp, now_millis);
+        let step = Given::or_else(step, || 0);
+        let checked = metrics::check_metric(py, key, Value::convert(value)?, timestamp, step, "")?;
         let slot = self.run_slot(py, run_id)?;
         slot.check_active().into_py(py)?;
-        let record = metric_record(py, &slot, key, value, timestamp, step, "")?;
-        send_records(py, &self.engine, vec![record])
+        let points = metrics::stored(py, &slot, std::slice::from_ref(&checked))?;
+        send_stored(py, &self.engine, points)
     }
 
     /// The metrics of a `log_batch`, all validated before any is queued; with `check_only`,
@@ -85,13 +89,14 @@ impl Outbox {
         check_only: bool,
     ) -> PyResult<()> {
         raise_pending(py, &self.engine)?;
+        let checked = metrics::check_batch(py, &metrics)?;
         let slot = self.run_slot(py, run_id)?;
         slot.check_active().into_py(py)?;
-        let records = metrics::batch_records(py, &slot, &metrics)?;
+        let points = metrics::stored(py, &slot, &checked)?;
         if check_only {
             return Ok(());
         }
-        send_records(py, &self.engine, records)
+        send_stored(py, &self.engine, points)
     }
 
     /// Waits until everything logged here is durable in the receiving process's store.

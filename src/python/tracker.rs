@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyString, PyTuple};
 
 use super::errors::{raise_pending, to_pyerr, IntoPyResult};
-use super::metrics::{self, metric_record, BatchMetric};
+use super::metrics::{self, BatchMetric, Given, Value};
 use crate::backend::Backend;
-use crate::entities::{self, Experiment, Metric, Run, RunInfo, RunIo};
+use crate::entities::{self, Experiment, Metric, Number, Run, RunInfo, RunIo};
 use crate::error::{Error, Result};
 use crate::outbox;
 use crate::process;
@@ -27,7 +28,7 @@ type ExperimentTuple = (
     String,
     Option<i64>,
     Option<i64>,
-    Vec<(String, String)>,
+    Vec<(String, Option<String>)>,
 );
 type RunInfoTuple = (
     String,
@@ -40,12 +41,12 @@ type RunInfoTuple = (
     String,
     String,
 );
-type MetricTuple = (String, f64, i64, i64);
+type MetricTuple = (String, f64, Number, Number);
 type RunTuple = (
     RunInfoTuple,
     Vec<MetricTuple>,
     Vec<(String, String)>,
-    Vec<(String, String)>,
+    Vec<(String, Option<String>)>,
 );
 
 type DatasetTuple = (
@@ -66,7 +67,7 @@ type RunWithIoTuple = (
     RunInfoTuple,
     Vec<MetricTuple>,
     Vec<(String, String)>,
-    Vec<(String, String)>,
+    Vec<(String, Option<String>)>,
     RunIoTuple,
 );
 
@@ -221,11 +222,13 @@ fn columns(runs: Vec<Run>) -> RunColumns {
         for metric in run.metrics {
             metrics.set(row, metric.key, metric.value);
         }
-        for (keyed, pairs) in [(&mut params, run.params), (&mut tags, run.tags)] {
-            keyed.introduce(row, pairs.iter().map(|(key, _)| key));
-            for (key, value) in pairs {
-                keyed.set(row, key, Some(value));
-            }
+        params.introduce(row, run.params.iter().map(|(key, _)| key));
+        for (key, value) in run.params {
+            params.set(row, key, Some(value));
+        }
+        tags.introduce(row, run.tags.iter().map(|(key, _)| key));
+        for (key, value) in run.tags {
+            tags.set(row, key, value);
         }
     }
     let introductions = (
@@ -313,44 +316,154 @@ fn warn(py: Python<'_>, message: &str) -> PyResult<()> {
     Ok(())
 }
 
-/// MLflow's checks on params or tags: names, then values that are truncated or refused.
-/// In a batch, MLflow says where: `params[3].key`, `tags[0].value`.
-fn checked_pairs(
+/// A param or tag key as MLflow's checks take it: None and non-str keys are refused with
+/// MLflow's words (a non-str one by Python's `re`, as in MLflow), then its name rules.
+fn checked_key(
     py: Python<'_>,
-    pairs: Vec<(String, String)>,
+    key: &Bound<'_, PyAny>,
     kind: KeyKind,
-    batch: bool,
-) -> PyResult<Vec<(String, String)>> {
-    let truncate = truncate_env();
-    let list = if kind == KeyKind::Param {
-        "params"
-    } else {
-        "tags"
+    path: &str,
+) -> PyResult<String> {
+    if key.is_none() {
+        return Err(to_pyerr(py, validation::missing_key(kind, path)));
+    }
+    let Ok(text) = key.cast::<PyString>() else {
+        return Err(metrics::not_a_string(py, key));
     };
-    let mut out = Vec::with_capacity(pairs.len());
-    for (index, (key, value)) in pairs.into_iter().enumerate() {
-        let at = |field: &str| {
-            if batch {
-                format!("{list}[{index}].{field}")
-            } else {
-                field.to_string()
-            }
-        };
-        validation::validate_key(kind, &key, &at("key")).into_py(py)?;
-        let checked = if kind == KeyKind::Param {
-            validation::validate_param_value(&value, truncate)
-        } else {
-            validation::validate_tag_value(&value, &at("value"), truncate)
-        };
-        match checked.into_py(py)? {
-            Checked::Fits => out.push((key, value)),
-            Checked::Truncated { warning, value } => {
-                warn(py, &warning)?;
-                out.push((key, value));
-            }
+    let text = text.to_str()?;
+    validation::validate_key_name(text, path).into_py(py)?;
+    Ok(text.to_string())
+}
+
+/// A value within its limit, or truncated (with MLflow's warning) or refused.
+fn checked_value(py: Python<'_>, checked: Result<Checked>, value: String) -> PyResult<String> {
+    match checked.into_py(py)? {
+        Checked::Fits => Ok(value),
+        Checked::Truncated { warning, value } => {
+            warn(py, &warning)?;
+            Ok(value)
         }
     }
-    Ok(out)
+}
+
+/// MLflow's checks of a param; `path` is `params[3]` in a batch, empty for `log_param`.
+fn checked_param(
+    py: Python<'_>,
+    key: &Bound<'_, PyAny>,
+    value: String,
+    path: &str,
+    truncate: bool,
+) -> PyResult<(String, String)> {
+    let key_path = if path.is_empty() {
+        "key".to_string()
+    } else {
+        format!("{path}.key")
+    };
+    let key = checked_key(py, key, KeyKind::Param, &key_path)?;
+    validation::validate_key_length(KeyKind::Param, &key, &key_path).into_py(py)?;
+    let value = checked_value(
+        py,
+        validation::validate_param_value(&value, truncate),
+        value,
+    )?;
+    Ok((key, value))
+}
+
+/// A tag value as `log_batch` may be given it: MLflow stringifies `set_tag` values, but not
+/// those of a batch's `RunTag`s.
+enum TagValue<'py> {
+    Text(Option<String>),
+    /// A sized value that is not a str (a list): its length is checked, then SQLite
+    /// refuses to bind it.
+    Unbindable(Bound<'py, PyAny>),
+}
+
+/// MLflow's checks of a tag; `path` is `tags[3]` in a batch, empty for `set_tag`.
+fn checked_tag<'py>(
+    py: Python<'py>,
+    key: &Bound<'py, PyAny>,
+    value: &Bound<'py, PyAny>,
+    path: &str,
+    truncate: bool,
+) -> PyResult<(String, TagValue<'py>)> {
+    let at = |field: &str| {
+        if path.is_empty() {
+            field.to_string()
+        } else {
+            format!("{path}.{field}")
+        }
+    };
+    let key_path = at("key");
+    let key = checked_key(py, key, KeyKind::Tag, &key_path)?;
+    validation::validate_key_length(KeyKind::Tag, &key, &key_path).into_py(py)?;
+    if value.is_none() {
+        return Ok((key, TagValue::Text(None)));
+    }
+    let Ok(text) = value.cast::<PyString>() else {
+        // `len()` raises MLflow's TypeError for a value without a length.
+        value.len()?;
+        if value.is_instance_of::<PyBytes>() || value.is_instance_of::<PyByteArray>() {
+            // MLflow's SQLite store keeps bytes as a BLOB, which fastflow's readers (and
+            // MLflow's UI) do not take: refused rather than stored differently.
+            return Err(to_pyerr(
+                py,
+                Error::invalid(format!(
+                    "fastflow stores tag values as text; the value of tag '{key}' is bytes"
+                )),
+            ));
+        }
+        return Ok((key, TagValue::Unbindable(value.clone())));
+    };
+    let text = text.to_str()?.to_string();
+    let checked = validation::validate_tag_value(&text, &at("value"), truncate);
+    Ok((key, TagValue::Text(Some(checked_value(py, checked, text)?))))
+}
+
+/// MLflow's error when a batch's tags hold a value SQLite cannot bind; the tags of the
+/// batch are not written (MLflow inserts them in one statement).
+fn unbindable_tags(
+    py: Python<'_>,
+    run_id: &str,
+    tags: &[(String, TagValue<'_>)],
+) -> PyResult<Option<PyErr>> {
+    let Some(bad_row) = tags
+        .iter()
+        .position(|(_, v)| matches!(v, TagValue::Unbindable(_)))
+    else {
+        return Ok(None);
+    };
+    let mut rows = Vec::with_capacity(tags.len());
+    for (key, value) in tags {
+        let value = match value {
+            TagValue::Text(text) => text.into_pyobject(py)?.into_any(),
+            TagValue::Unbindable(obj) => obj.clone(),
+        };
+        rows.push(PyTuple::new(
+            py,
+            [
+                PyString::new(py, key).into_any(),
+                value,
+                PyString::new(py, run_id).into_any(),
+            ],
+        )?);
+    }
+    let message: String = py
+        .import("fastflow._values")?
+        .getattr("statement_error")?
+        .call1(("tags", rows, bad_row, 2))?
+        .extract()?;
+    Ok(Some(to_pyerr(py, Error::BadRequest(message))))
+}
+
+/// The run id a store lookup takes: MLflow finds no run for an id that is not a str.
+fn run_id_text(run_id: &Bound<'_, PyAny>) -> PyResult<std::result::Result<String, Error>> {
+    match run_id.cast::<PyString>() {
+        Ok(text) => Ok(Ok(text.to_str()?.to_string())),
+        Err(_) => Ok(Err(Error::not_found(format!(
+            "Run with id={} not found",
+            run_id.str()?
+        )))),
+    }
 }
 
 /// One engine, so one connection, per database file in the process, however its URI spells
@@ -436,7 +549,6 @@ impl Tracker {
         if let Some(slot) = engine.runs.get(run_id) {
             return Ok(slot);
         }
-        validation::validate_run_id(run_id).into_py(py)?;
         let id = run_id.to_string();
         let stage = run_job(py, engine, move |s| s.store.run_lifecycle(&id))?;
         match stage {
@@ -483,18 +595,43 @@ impl Tracker {
         }
     }
 
+    /// MLflow's `create_experiment`; tag values are taken as given (MLflow does not make
+    /// them strings here), and a tag of value None is stored as NULL.
     #[pyo3(signature = (name, artifact_location=None, tags=Vec::new()))]
-    fn create_experiment(
+    fn create_experiment<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         name: String,
         artifact_location: Option<String>,
-        tags: Vec<(String, String)>,
+        tags: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
     ) -> PyResult<String> {
+        validation::validate_experiment_name(&name).into_py(py)?;
+        let mut checked = Vec::with_capacity(tags.len());
+        for (key, value) in &tags {
+            let key = checked_key(py, key, KeyKind::Tag, "key")?;
+            validation::validate_key_length(KeyKind::Tag, &key, "key").into_py(py)?;
+            let value = if value.is_none() {
+                None
+            } else if let Ok(text) = value.cast::<PyString>() {
+                Some(text.to_str()?.to_string())
+            } else {
+                // `len()` raises MLflow's TypeError for a value without a length.
+                value.len()?;
+                return Err(to_pyerr(
+                    py,
+                    Error::invalid(format!(
+                        "fastflow stores experiment tag values as text; the value of tag \
+                         '{key}' is not a str"
+                    )),
+                ));
+            };
+            validation::validate_experiment_tag(&key, value.as_deref()).into_py(py)?;
+            checked.push((key, value));
+        }
         let engine = self.engine(py)?;
         run_job(py, &engine, move |s| {
             s.store
-                .create_experiment(&name, artifact_location.as_deref(), &tags)
+                .create_experiment(&name, artifact_location.as_deref(), &checked)
         })
     }
 
@@ -544,11 +681,15 @@ impl Tracker {
         &self,
         py: Python<'_>,
         experiment_id: String,
-        tags: Vec<(String, String)>,
+        tags: Vec<(Bound<'_, PyAny>, String)>,
     ) -> PyResult<()> {
+        let mut checked = Vec::with_capacity(tags.len());
+        for (key, value) in &tags {
+            checked.push((checked_key(py, key, KeyKind::Tag, "key")?, value.clone()));
+        }
         let engine = self.engine(py)?;
         run_job(py, &engine, move |s| {
-            s.store.set_experiment_tags(&experiment_id, &tags)
+            s.store.set_experiment_tags(&experiment_id, &checked)
         })
     }
 
@@ -651,30 +792,68 @@ impl Tracker {
         Ok(())
     }
 
+    /// MLflow's `log_param`: the param's checks, then the run's, then the write.
     fn log_param(
         &self,
         py: Python<'_>,
-        run_id: String,
-        key: String,
+        run_id: &Bound<'_, PyAny>,
+        key: &Bound<'_, PyAny>,
         value: String,
     ) -> PyResult<()> {
-        let params = checked_pairs(py, vec![(key, value)], KeyKind::Param, false)?;
+        let params = vec![checked_param(py, key, value, "", truncate_env())?];
+        let run_id = run_id_text(run_id)?.into_py(py)?;
         let engine = self.engine(py)?;
         run_job(py, &engine, move |s| {
             s.store.log_params(&run_id, &params, true)
         })
     }
 
+    /// MLflow's `set_tag`. Its store checks the tag inside a database session, where any
+    /// error that is not MLflow's own (a key that is not a str) becomes an internal error.
+    fn set_tag(
+        &self,
+        py: Python<'_>,
+        run_id: &Bound<'_, PyAny>,
+        key: &Bound<'_, PyAny>,
+        value: String,
+    ) -> PyResult<()> {
+        let value = PyString::new(py, &value).into_any();
+        let tag = checked_tag(py, key, &value, "", truncate_env()).map_err(|err| {
+            if err.is_instance_of::<pyo3::exceptions::PyTypeError>(py) {
+                to_pyerr(py, Error::Internal(err.value(py).to_string()))
+            } else {
+                err
+            }
+        })?;
+        let tags = match tag {
+            (key, TagValue::Text(value)) => vec![(key, value)],
+            (_, TagValue::Unbindable(_)) => unreachable!("set_tag values are str"),
+        };
+        let run_id = run_id_text(run_id)?.into_py(py)?;
+        let engine = self.engine(py)?;
+        run_job(py, &engine, move |s| s.store.set_tags(&run_id, &tags))
+    }
+
+    /// Tags fastflow itself sets on a run it resumes, checked as a batch's.
     fn set_tags(
         &self,
         py: Python<'_>,
         run_id: String,
         tags: Vec<(String, String)>,
     ) -> PyResult<()> {
-        let batch = tags.len() > 1;
-        let tags = checked_pairs(py, tags, KeyKind::Tag, batch)?;
+        let truncate = truncate_env();
+        let mut checked = Vec::with_capacity(tags.len());
+        for (index, (key, value)) in tags.into_iter().enumerate() {
+            let key = PyString::new(py, &key).into_any();
+            let value = PyString::new(py, &value).into_any();
+            if let (key, TagValue::Text(value)) =
+                checked_tag(py, &key, &value, &format!("tags[{index}]"), truncate)?
+            {
+                checked.push((key, value));
+            }
+        }
         let engine = self.engine(py)?;
-        run_job(py, &engine, move |s| s.store.set_tags(&run_id, &tags))
+        run_job(py, &engine, move |s| s.store.set_tags(&run_id, &checked))
     }
 
     fn delete_tag(&self, py: Python<'_>, run_id: String, key: String) -> PyResult<()> {
@@ -682,48 +861,93 @@ impl Tracker {
         run_job(py, &engine, move |s| s.store.delete_tag(&run_id, &key))
     }
 
-    /// MLflow's `log_batch`: everything validated first; params and tags written before the
-    /// call returns (a changed param raises here); metrics queued for the writer.
+    /// One request of MLflow's `log_batch` as its store takes it (the Python layer splits a
+    /// larger batch as MLflow's client does, and converts metric values first). In MLflow's
+    /// order: the run id's form, every metric, param and tag, the limits, duplicate param
+    /// keys, the run; then params, metrics and tags are written one after the other, so a
+    /// failure leaves what was written before it.
     #[pyo3(signature = (run_id, metrics, params, tags, synchronous=None))]
-    fn log_batch(
+    fn log_batch<'py>(
         &self,
-        py: Python<'_>,
-        run_id: String,
-        metrics: Vec<BatchMetric<'_>>,
-        params: Vec<(String, String)>,
-        tags: Vec<(String, String)>,
+        py: Python<'py>,
+        run_id: &Bound<'py, PyAny>,
+        metrics: Vec<BatchMetric<'py>>,
+        params: Vec<(Bound<'py, PyAny>, String)>,
+        tags: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
         synchronous: Option<bool>,
     ) -> PyResult<()> {
-        validation::validate_batch_limits(metrics.len(), params.len(), tags.len()).into_py(py)?;
+        let Ok(run_id) = run_id.cast::<PyString>() else {
+            return Err(metrics::not_a_string(py, run_id));
+        };
+        let run_id = run_id.to_str()?.to_string();
+        validation::validate_run_id(&run_id).into_py(py)?;
+        let checked_metrics = metrics::check_batch(py, &metrics)?;
+        let truncate = truncate_env();
+        let mut checked_params = Vec::with_capacity(params.len());
+        for (index, (key, value)) in params.into_iter().enumerate() {
+            checked_params.push(checked_param(
+                py,
+                &key,
+                value,
+                &format!("params[{index}]"),
+                truncate,
+            )?);
+        }
+        let mut checked_tags = Vec::with_capacity(tags.len());
+        for (index, (key, value)) in tags.iter().enumerate() {
+            checked_tags.push(checked_tag(
+                py,
+                key,
+                value,
+                &format!("tags[{index}]"),
+                truncate,
+            )?);
+        }
+        validation::validate_batch_limits(metrics.len(), checked_params.len(), checked_tags.len())
+            .into_py(py)?;
+        validation::validate_unique_param_keys(checked_params.iter().map(|(k, _)| k.as_str()))
+            .into_py(py)?;
         let engine = self.engine(py)?;
+        raise_pending(py, &engine)?;
         let slot = self.run_slot(py, &engine, &run_id)?;
         slot.check_active().into_py(py)?;
-        let records = metrics::batch_records(py, &slot, &metrics)?;
-        validation::validate_unique_param_keys(params.iter().map(|(k, _)| k.as_str()))
-            .into_py(py)?;
-        let params = checked_pairs(py, params, KeyKind::Param, true)?;
-        let tags = checked_pairs(py, tags, KeyKind::Tag, true)?;
-        if !params.is_empty() || !tags.is_empty() {
+        if !checked_params.is_empty() {
             let id = run_id.clone();
             run_job(py, &engine, move |s| {
-                s.store.log_params(&id, &params, false)?;
-                s.store.set_tags(&id, &tags)
+                s.store.log_params(&id, &checked_params, false)
             })?;
         }
-        metrics::send_records(py, &engine, records)?;
+        if !checked_metrics.is_empty() {
+            let points = metrics::stored(py, &slot, &checked_metrics)?;
+            metrics::send_stored(py, &engine, points)?;
+        }
+        if let Some(err) = unbindable_tags(py, &run_id, &checked_tags)? {
+            return Err(err);
+        }
+        let tags: Vec<(String, Option<String>)> = checked_tags
+            .into_iter()
+            .filter_map(|(key, value)| match value {
+                TagValue::Text(value) => Some((key, value)),
+                TagValue::Unbindable(_) => None,
+            })
+            .collect();
+        if !tags.is_empty() {
+            run_job(py, &engine, move |s| s.store.set_tags(&run_id, &tags))?;
+        }
         if synchronous == Some(true) {
             flush_engine(py, &engine)?;
         }
         Ok(())
     }
 
-    /// One metric point for `run_id`, queued like the fluent `log_metric`.
+    /// MLflow's client `log_metric`: defaults for the timestamp and step, the value's
+    /// conversion, the point's checks, then the run's, then the point is queued.
     #[pyo3(signature = (run_id, key, value, timestamp=None, step=None, synchronous=None))]
     #[allow(clippy::too_many_arguments)]
     fn log_metric(
         &self,
         py: Python<'_>,
-        run_id: &str,
+        run_id: &Bound<'_, PyAny>,
         key: &Bound<'_, PyAny>,
         value: &Bound<'_, PyAny>,
         timestamp: Option<&Bound<'_, PyAny>>,
@@ -732,10 +956,15 @@ impl Tracker {
     ) -> PyResult<()> {
         let engine = self.engine(py)?;
         raise_pending(py, &engine)?;
-        let slot = self.run_slot(py, &engine, run_id)?;
+        let timestamp = Given::or_else(timestamp, entities::now_millis);
+        let step = Given::or_else(step, || 0);
+        let value = Value::convert(value)?;
+        let checked = metrics::check_metric(py, key, value, timestamp, step, "")?;
+        let run_id = run_id_text(run_id)?.into_py(py)?;
+        let slot = self.run_slot(py, &engine, &run_id)?;
         slot.check_active().into_py(py)?;
-        let record = metric_record(py, &slot, key, value, timestamp, step, "")?;
-        metrics::send_records(py, &engine, vec![record])?;
+        let points = metrics::stored(py, &slot, std::slice::from_ref(&checked))?;
+        metrics::send_stored(py, &engine, points)?;
         if synchronous == Some(true) {
             flush_engine(py, &engine)?;
         }
@@ -894,6 +1123,15 @@ impl Tracker {
     fn __repr__(&self) -> String {
         format!("Tracker({:?})", crate::uri::redacted(&self.uri))
     }
+}
+
+/// MLflow's check of a run id's form (its client makes it before `get_run`).
+#[pyfunction]
+pub fn _check_run_id(py: Python<'_>, run_id: &Bound<'_, PyAny>) -> PyResult<()> {
+    let Ok(text) = run_id.cast::<PyString>() else {
+        return Err(metrics::not_a_string(py, run_id));
+    };
+    validation::validate_run_id(text.to_str()?).into_py(py)
 }
 
 /// MLflow's limits on one `log_batch`, for trackers that validate before sending anything.

@@ -20,8 +20,7 @@ from fastflow import _context, _fastflow, fluent
 from fastflow._bridge.stores import as_mlflow_error, serves
 from fastflow._bridge.undo import setattr_remembered
 from fastflow.exceptions import MlflowException
-
-_MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
+from fastflow.tracking.client import log_batch as client_log_batch
 
 
 def _served_now() -> bool:
@@ -169,10 +168,6 @@ def _client_log_metric(original):
     return _mark(log_metric)
 
 
-def _chunks(items, size):
-    return [items[i : i + size] for i in range(0, len(items), size)] or [[]]
-
-
 def _client_log_batch(original):
     @functools.wraps(original)
     def log_batch(self, run_id, metrics=(), params=(), tags=(), synchronous=None):
@@ -181,25 +176,9 @@ def _client_log_batch(original):
             m.model_id is not None or m.dataset_name is not None for m in metrics
         ):
             return original(self, run_id, metrics, params, tags, synchronous)
-        if not (metrics or params or tags):
-            return None
-        rows = [(m.key, m.value, m.timestamp, m.step) for m in metrics]
-        params = [(p.key, str(p.value)) for p in params]
-        tags = [(t.key, str(t.value)) for t in tags]
         try:
-            if len(rows) <= _MAX_METRICS and len(params) <= _MAX_PARAMS and len(tags) <= _MAX_TAGS:
-                tracker.log_batch(run_id, rows, params, tags, synchronous)
-            else:
-                # As MLflow's client: params, then tags, then metrics, in chunks.
-                for chunk in _chunks(params, _MAX_PARAMS):
-                    if chunk:
-                        tracker.log_batch(run_id, [], chunk, [], synchronous)
-                for chunk in _chunks(tags, _MAX_TAGS):
-                    if chunk:
-                        tracker.log_batch(run_id, [], [], chunk, synchronous)
-                for chunk in _chunks(rows, _MAX_METRICS):
-                    if chunk:
-                        tracker.log_batch(run_id, chunk, [], [], synchronous)
+            if not client_log_batch(tracker, run_id, metrics, params, tags, synchronous):
+                return None
         except MlflowException as e:
             raise as_mlflow_error(e) from None
         return _operations(synchronous)

@@ -305,6 +305,10 @@ class ForeignTracker:
         self._store.log_param(run_id, Param(key, value))
 
     @_as_fastflow_errors
+    def set_tag(self, run_id, key, value):
+        self._store.set_tag(run_id, RunTag(key, value))
+
+    @_as_fastflow_errors
     def set_tags(self, run_id, tags):
         self._store.log_batch(run_id, [], [], [RunTag(k, v) for k, v in tags])
 

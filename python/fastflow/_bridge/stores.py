@@ -163,7 +163,7 @@ class _WriterMethods:
 
     @_reraised_as_mlflow
     def set_tag(self, run_id, tag):
-        self._fastflow.set_tags(run_id, [(tag.key, str(tag.value))])
+        self._fastflow.set_tag(run_id, tag.key, str(tag.value))
 
     @_reraised_as_mlflow
     def delete_tag(self, run_id, key):
@@ -178,7 +178,7 @@ class _WriterMethods:
             run_id,
             [(m.key, m.value, m.timestamp, m.step) for m in metrics],
             [(p.key, str(p.value)) for p in params],
-            [(t.key, str(t.value)) for t in tags],
+            [(t.key, t.value) for t in tags],
         )
 
     # The writer queues already: "async" is the same call, with nothing left to wait for.

@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 
-from fastflow import _context, _fastflow, _integrations, _media, _search, artifacts
+from fastflow import _context, _fastflow, _integrations, _media, _search, _values, artifacts
 from fastflow.entities import Experiment, Metric, Run, RunInfo, RunStatus, ViewType
 from fastflow.exceptions import (
     INVALID_PARAMETER_VALUE,
@@ -63,6 +63,56 @@ tracking store."""
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+_MAX_METRICS, _MAX_PARAMS_TAGS, _MAX_ENTITIES = 1000, 100, 1000
+
+
+def _metric_value(value):
+    return value if type(value) is float else _values.metric_value(value)
+
+
+def _chunks(items, size):
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def log_batch(tracker, run_id, metrics=(), params=(), tags=(), synchronous=None) -> bool:
+    """MLflow's client ``log_batch`` onto ``tracker``; False when there was nothing to log.
+
+    As MLflow's client: param values become strings, every metric value is converted
+    before anything is sent, then the batch goes in requests within the store's limits, in
+    MLflow's order: each request takes up to 100 params and 100 tags, and metrics fill it
+    up to 1,000 entities; metrics left over follow 1,000 a request. A request that fails
+    leaves the ones before it logged."""
+    params = [(p.key, str(p.value)) for p in params]
+    if len(metrics) == 0 and len(params) == 0 and len(tags) == 0:
+        return False
+    rows = [(m.key, _metric_value(m.value), m.timestamp, m.step) for m in metrics]
+    tags = [(t.key, t.value) for t in tags]
+    param_chunks = _chunks(params, _MAX_PARAMS_TAGS)
+    tag_chunks = _chunks(tags, _MAX_PARAMS_TAGS)
+    for index in range(max(len(param_chunks), len(tag_chunks))):
+        chunk_params = param_chunks[index] if index < len(param_chunks) else []
+        chunk_tags = tag_chunks[index] if index < len(tag_chunks) else []
+        room = max(min(_MAX_ENTITIES - len(chunk_params) - len(chunk_tags), _MAX_METRICS), 0)
+        chunk_metrics, rows = rows[:room], rows[room:]
+        tracker.log_batch(run_id, chunk_metrics, chunk_params, chunk_tags, synchronous)
+    for chunk in _chunks(rows, _MAX_METRICS):
+        tracker.log_batch(run_id, chunk, [], [], synchronous)
+    return True
+
+
+def _experiment_id(experiment_id) -> str:
+    """The experiment MLflow's store looks up: the default one for a missing id, else the
+    id as Python's ``int()`` reads it."""
+    experiment_id = experiment_id or "0"
+    try:
+        return str(int(experiment_id))
+    except (ValueError, TypeError):
+        raise MlflowException(
+            f"Invalid experiment ID '{experiment_id}'. Experiment ID must be a valid integer.",
+            error_code=INVALID_PARAMETER_VALUE,
+        ) from None
 
 
 # (tracking URI, run id) -> the run's artifact URI.
@@ -159,6 +209,11 @@ class MlflowClient:
     # ---- experiments -----------------------------------------------------------------------
 
     def create_experiment(self, name, artifact_location=None, tags=None) -> str:
+        if artifact_location is not None and artifact_location.startswith("runs:"):
+            raise MlflowException(
+                f"Artifact location cannot be a runs:/ URI. Given: '{artifact_location}'",
+                error_code=INVALID_PARAMETER_VALUE,
+            )
         if not isinstance(name, str) or name == "":
             if name is None or name == "":
                 message = f"Invalid experiment name: '{name}'"
@@ -168,14 +223,15 @@ class MlflowClient:
         return self._tracker.create_experiment(
             name,
             _resolve_artifact_location(artifact_location),
-            [(k, str(v)) for k, v in (tags or {}).items()],
+            list((tags or {}).items()),
         )
 
     def get_experiment(self, experiment_id) -> Experiment:
-        return Experiment._from_row(self._tracker.get_experiment(str(experiment_id)))
+        return Experiment._from_row(self._tracker.get_experiment(_experiment_id(experiment_id)))
 
     def get_experiment_by_name(self, name):
-        if name is None:
+        if not isinstance(name, str):
+            # MLflow's query matches no name to None, a number or bytes.
             return None
         row = self._tracker.get_experiment_by_name(name)
         return Experiment._from_row(row) if row is not None else None
@@ -211,6 +267,7 @@ class MlflowClient:
         return Run._from_row(row)
 
     def get_run(self, run_id) -> Run:
+        _fastflow._check_run_id(run_id)
         return Run._from_row(self._tracker.get_run(run_id, True))
 
     def get_parent_run(self, run_id):
@@ -274,24 +331,18 @@ class MlflowClient:
         return value if synchronous is not False else self._operations(synchronous)
 
     def set_tag(self, run_id, key, value, synchronous=None):
-        self._tracker.set_tags(run_id, [(key, str(value))])
+        self._tracker.set_tag(run_id, key, str(value))
         return self._operations(synchronous)
 
     def delete_tag(self, run_id, key) -> None:
         self._tracker.delete_tag(run_id, key)
 
     def log_batch(self, run_id, metrics=(), params=(), tags=(), synchronous=None):
-        """Logs metrics, params and tags of one run. Params and tags are written before this
-        returns (a changed param raises here); metrics go through the background writer."""
-        if not (metrics or params or tags):
+        """Logs metrics, params and tags of one run, in requests of MLflow's sizes. Params
+        and tags are written before this returns (a changed param raises here); metrics go
+        through the background writer."""
+        if not log_batch(self._tracker, run_id, metrics, params, tags, synchronous):
             return None
-        self._tracker.log_batch(
-            run_id,
-            [(m.key, m.value, m.timestamp, m.step) for m in metrics],
-            [(p.key, str(p.value)) for p in params],
-            [(t.key, str(t.value)) for t in tags],
-            synchronous,
-        )
         return self._operations(synchronous)
 
     def search_experiments(
