@@ -25,8 +25,8 @@ sys.path.insert(0, HERE)
 import scenarios  # noqa: E402
 from compare import differences, normalise, snapshot  # noqa: E402
 from on_purpose import ON_PURPOSE  # noqa: E402
-from still_open import STILL_OPEN  # noqa: E402
 from scenario import SCENARIOS  # noqa: E402
+from still_open import STILL_OPEN  # noqa: E402
 
 for _info in pkgutil.iter_modules(scenarios.__path__):
     importlib.import_module(f"scenarios.{_info.name}")

@@ -21,6 +21,11 @@ _STORE_FILES = re.compile(r"^mlflow\.db(-wal|-shm|-journal)?$")
 _RUN_ID = re.compile(r"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
 # MLflow's random run names: adjective-noun-number.
 _RANDOM_NAME = re.compile(r"^[a-z]+-[a-z]+-\d{1,3}$")
+# Temporary directories and random uuids in messages and file names.
+_TEMP_DIR = re.compile(r"/tmp/tmp[a-z0-9_]{8}")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# Millisecond timestamps inside a message (MLflow quotes them in some errors).
+_MS_IN_TEXT = re.compile(r"(?<!\d)1\d{12}(?!\d)")
 # Timestamps of the session, in ms: anything within a day of now.
 _NOW_MS = int(time.time() * 1000)
 _DAY_MS = 86_400_000
@@ -93,7 +98,12 @@ class Normaliser:
 
     def text(self, value: str) -> str:
         value = value.replace(self.directory, "<dir>")
+        value = _TEMP_DIR.sub("<tmp>", value)
+        value = _UUID.sub("<uuid>", value)
         value = _RUN_ID.sub(lambda m: self.run_id(m.group(0)), value)
+        value = _MS_IN_TEXT.sub(
+            lambda m: "<now>" if abs(int(m.group(0)) - _NOW_MS) < _DAY_MS else m.group(0), value
+        )
         if _RANDOM_NAME.match(value):
             return "<random name>"
         return value

@@ -70,6 +70,10 @@ def main() -> None:
         request = json.loads(line)
         found = SCENARIOS[request["name"]]
         directory = os.path.join(base, _dir_name(found.name))
+        runs = 1
+        while os.path.exists(directory):  # generated scenarios run many times
+            runs += 1
+            directory = os.path.join(base, f"{_dir_name(found.name)}-{runs}")
         os.makedirs(directory)
         if not found.fresh_store:
             _copy_store(template, directory)

@@ -129,8 +129,8 @@ class Run(_MlflowObject):
             [RunTag(k, v) for k, v in tags],
         )
         if len(row) < 5:
-            # A run just created: MLflow's store gives it empty inputs and no outputs.
-            return cls(RunInfo._from_row(info), data, RunInputs())
+            # A search result: MLflow's has empty inputs and outputs.
+            return cls(RunInfo._from_row(info), data, RunInputs(), RunOutputs())
         datasets, model_inputs, model_outputs = row[4]
         inputs = RunInputs(
             [

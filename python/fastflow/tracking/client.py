@@ -264,7 +264,9 @@ class MlflowClient:
             name,
             list(tags.items()),
         )
-        return Run._from_row(row)
+        created = Run._from_row(row)
+        # MLflow's store gives a run it just created no outputs.
+        return Run(created.info, created.data, created.inputs)
 
     def get_run(self, run_id) -> Run:
         _fastflow._check_run_id(run_id)

@@ -184,9 +184,7 @@ def download_artifacts(mlflow, call, path):
         mlflow.log_artifacts(root)
     target = os.path.join(os.getcwd(), "downloaded")
     os.makedirs(target)
-    local = call(
-        mlflow.MlflowClient().download_artifacts, run.info.run_id, path, dst_path=target
-    )
+    local = call(mlflow.MlflowClient().download_artifacts, run.info.run_id, path, dst_path=target)
     if local is not None:
         call.note("downloaded", sorted(os.listdir(target)))
 
