@@ -14,6 +14,7 @@ import tempfile
 import urllib.parse
 
 from fastflow import _context, _fastflow
+from fastflow.entities.run import RunInfo
 from fastflow.exceptions import (
     BAD_REQUEST,
     INVALID_PARAMETER_VALUE,
@@ -70,10 +71,13 @@ def _parse_runs_uri(uri):
 
 
 def _run_artifact_uri_of(tracking_uri):
-    from fastflow.tracking import MlflowClient
+    """Looks a run's artifact URI up in its store (the client sits above this module)."""
+    tracker = _context.tracker(tracking_uri)
 
-    client = MlflowClient(tracking_uri)
-    return client._artifact_uri
+    def artifact_uri(run_id):
+        return RunInfo._from_row(tracker.get_run(run_id, False)[0]).artifact_uri
+
+    return artifact_uri
 
 
 def _repository(uri, run_artifact_uri):

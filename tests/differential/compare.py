@@ -20,7 +20,7 @@ _HARNESS_FILES = {"observations.json", "stdout.txt", "stderr.txt"}
 _STORE_FILES = re.compile(r"^mlflow\.db(-wal|-shm|-journal)?$")
 _RUN_ID = re.compile(r"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
 # MLflow's random run names: adjective-noun-number.
-_RANDOM_NAME = re.compile(r"^[a-z]+-[a-z]+-\d{1,3}$")
+_RANDOM_NAME = re.compile(r"^[a-z]+-[a-z]+-\d{1,4}$")
 # Temporary directories and random uuids in messages and file names.
 _TEMP_DIR = re.compile(r"/tmp/tmp[a-z0-9_]{8}")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
