@@ -1047,6 +1047,14 @@ mod tests {
         (dir, store)
     }
 
+    fn new_run(store: &mut Store) -> String {
+        store
+            .create_run("0", "me", 1, "r", &[])
+            .unwrap()
+            .info
+            .run_id
+    }
+
     #[test]
     fn experiment_round_trip() {
         let (_dir, mut store) = store();
@@ -1187,11 +1195,7 @@ mod tests {
     #[test]
     fn get_run_with_io_reads_inputs_and_outputs() {
         let (_dir, mut store) = store();
-        let run_id = store
-            .create_run("0", "me", 1, "r", &[])
-            .unwrap()
-            .info
-            .run_id;
+        let run_id = new_run(&mut store);
         assert_eq!(store.get_run_with_io(&run_id).unwrap().io, RunIo::default());
         store
             .conn
@@ -1258,11 +1262,7 @@ mod tests {
     #[test]
     fn commits_that_skip_the_fsync_are_synced_later() {
         let (_dir, mut store) = store();
-        let run_id = store
-            .create_run("0", "me", 1, "r", &[])
-            .unwrap()
-            .info
-            .run_id;
+        let run_id = new_run(&mut store);
         assert_eq!(synchronous(&store), 2);
         store.set_durable(false).unwrap();
         assert_eq!(synchronous(&store), 1);
@@ -1288,11 +1288,7 @@ mod tests {
     fn after_a_checkpoint_the_db_file_alone_holds_the_rows() {
         let (dir, mut store) = store();
         let db = dir.path().join("mlflow.db");
-        let run_id = store
-            .create_run("0", "me", 1, "r", &[])
-            .unwrap()
-            .info
-            .run_id;
+        let run_id = new_run(&mut store);
         log_points(&mut store, &run_id, 100);
         let before = dir.path().join("before.db");
         std::fs::copy(&db, &before).unwrap();
@@ -1318,11 +1314,7 @@ mod tests {
     fn a_reader_holding_a_snapshot_defers_the_checkpoint_without_failing_it() {
         let (dir, mut store) = store();
         let db = dir.path().join("mlflow.db");
-        let run_id = store
-            .create_run("0", "me", 1, "r", &[])
-            .unwrap()
-            .info
-            .run_id;
+        let run_id = new_run(&mut store);
         let reader = Connection::open(&db).unwrap();
         reader.execute_batch("BEGIN").unwrap();
         let seen: i64 = reader
