@@ -555,3 +555,38 @@ def test_experiment_names_and_tags(tmp_path):
         "Invalid experiment name: 5. Expects a string.",
     ]
     assert _outcome(result, "fluent create 'ok'")[1] == "RESOURCE_ALREADY_EXISTS"
+
+
+TRUNCATION = r"""
+import io, logging, os, re, sys
+
+os.environ.pop("PYTEST_CURRENT_TEST", None)
+flavor, workdir = sys.argv[1:3]
+os.makedirs(workdir)
+os.chdir(workdir)
+if flavor == "mlflow":
+    import mlflow
+else:
+    import fastflow as mlflow
+seen = []
+handler = logging.Handler()
+handler.emit = lambda record: seen.append(record.getMessage())
+logging.getLogger().addHandler(handler)
+sys.stderr = captured = io.StringIO()
+mlflow.set_tracking_uri(f"sqlite:///{workdir}/store.db")
+with mlflow.start_run():
+    mlflow.log_param("long", "v" * 6001)
+    mlflow.set_tag("long", "t" * 8001)
+sys.stderr = sys.__stderr__
+lines = [line for line in captured.getvalue().splitlines() if "truncated" in line]
+print(len(seen), *(re.sub(r"^\S+ \S+ ", "", line).replace(" ", "_") for line in lines))
+"""
+
+
+def test_truncated_values_are_reported_as_mlflow_reports_them(tmp_path):
+    # On stderr, from MLflow's logger (so MLflow's logging settings apply), not to the root.
+    want = run_python(TRUNCATION, "mlflow", tmp_path / "mlflow")
+    got = run_python(TRUNCATION, "fastflow", tmp_path / "fastflow")
+    assert got == want
+    assert want[0] == "0" and len(want) == 3
+    assert want[1].startswith("WARNING_mlflow.utils.validation:_Param_value_'vvv")

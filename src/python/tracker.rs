@@ -335,12 +335,14 @@ fn checked_key(
     Ok(text.to_string())
 }
 
-/// A value within its limit, or truncated (with MLflow's warning) or refused.
+/// A value within its limit, or truncated (with MLflow's warning, from MLflow's logger) or
+/// refused.
 fn checked_value(py: Python<'_>, checked: Result<Checked>, value: String) -> PyResult<String> {
     match checked.into_py(py)? {
         Checked::Fits => Ok(value),
         Checked::Truncated { warning, value } => {
-            warn(py, &warning)?;
+            py.import("fastflow._values")?
+                .call_method1("warn_truncated", (warning,))?;
             Ok(value)
         }
     }

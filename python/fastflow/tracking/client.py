@@ -222,7 +222,8 @@ class MlflowClient:
             raise MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
         return self._tracker.create_experiment(
             name,
-            _resolve_artifact_location(artifact_location),
+            # An empty location is no location: the store picks the default, as MLflow's.
+            _resolve_artifact_location(artifact_location or None),
             list((tags or {}).items()),
         )
 
