@@ -74,6 +74,10 @@ impl Op {
             ">=" => Op::Ge,
             "LIKE" => Op::Like,
             "ILIKE" => Op::ILike,
+            "IN" => Op::In,
+            "NOT IN" => Op::NotIn,
+            "IS NULL" => Op::IsNull,
+            "IS NOT NULL" => Op::IsNotNull,
             _ => return None,
         })
     }
@@ -487,20 +491,26 @@ fn identifier(text: &str, target: Target, ordering: bool) -> Result<(Entity, Str
         if !valid.contains(&key.as_str()) {
             return Err(invalid(format!(
                 "Invalid attribute key '{key}' specified. Valid keys are '{}'",
-                shown_set(valid)
+                shown_set(valid, target == Target::Experiments)
             )));
         }
     }
     if entity == Entity::Dataset && !DATASET_ATTRIBUTES.contains(&key.as_str()) {
         return Err(invalid(format!(
             "Invalid dataset key '{key}' specified. Valid keys are '{}'",
-            shown_set(DATASET_ATTRIBUTES)
+            shown_set(DATASET_ATTRIBUTES, false)
         )));
     }
     Ok((entity, key))
 }
 
-fn shown_set(keys: &[&str]) -> String {
+/// Keys as MLflow's set holds them: a literal of constants is listed sorted (see the
+/// mapping to Python exceptions, which puts them in the order MLflow's set has).
+fn shown_set(keys: &[&str], constant_literal: bool) -> String {
+    let mut keys = keys.to_vec();
+    if constant_literal {
+        keys.sort_unstable();
+    }
     let quoted: Vec<String> = keys.iter().map(|k| format!("'{k}'")).collect();
     format!("{{{}}}", quoted.join(", "))
 }
@@ -568,59 +578,73 @@ fn list_value(tokens: &[Token], key: &str, target: Target) -> Result<Vec<String>
 fn value_of(
     entity: Entity,
     key: &str,
-    op: Op,
-    token: &Token,
+    written: &[Token],
     list: Option<&[Token]>,
     target: Target,
 ) -> Result<Value> {
-    let number = |token: &Token| match token {
-        Token::Integer(text) => text
-            .parse::<i64>()
-            .map(Value::Integer)
-            .or_else(|_| text.parse::<f64>().map(Value::Float))
-            .ok(),
-        Token::Float(text) => text.parse::<f64>().ok().map(Value::Float),
+    let shown = shown_tokens(written);
+    let number = |tokens: &[Token]| match tokens {
+        [token] => match token {
+            Token::Integer(text) => text
+                .parse::<i64>()
+                .map(Value::Integer)
+                .or_else(|_| text.parse::<f64>().map(Value::Float))
+                .ok(),
+            Token::Float(text) => text.parse::<f64>().ok().map(Value::Float),
+            _ => None,
+        },
         _ => None,
     };
+    // MLflow takes a bare name where it expects a string as an unquoted string.
+    let quoted = |tokens: &[Token]| -> Result<Option<String>> {
+        match tokens {
+            [Token::Identifier(name)] if quoted_value(&tokens[0]).is_none() => {
+                Err(invalid(format!(
+                    "Parameter value is either not quoted or unidentified quote types used for \
+                 string value {name}. Use either single or double quotes."
+                )))
+            }
+            [token] => Ok(quoted_value(token)),
+            _ => Ok(None),
+        }
+    };
     match entity {
-        Entity::Metric => number(token).ok_or_else(|| {
+        Entity::Metric => number(written).ok_or_else(|| {
             invalid(format!(
                 "Expected numeric value type for metric. Found {}",
-                token.shown()
+                shown
             ))
         }),
-        Entity::Param | Entity::Tag => match quoted_value(token) {
+        Entity::Param | Entity::Tag => match quoted(written)? {
             Some(text) => Ok(Value::Text(text)),
             None => Err(invalid(format!(
                 "Expected a quoted string value for {} (e.g. 'my-value'). Got value {}",
                 entity.name(),
-                token.shown()
+                shown
             ))),
         },
         Entity::Attribute => {
             if is_numeric_attribute(target, key) {
-                return number(token).ok_or_else(|| {
+                return number(written).ok_or_else(|| {
                     invalid(format!(
                         "Expected numeric value type for numeric attribute: {key}. Found {}",
-                        token.shown()
+                        shown
                     ))
                 });
             }
-            if let Some(text) = quoted_value(token) {
+            if let Some(text) = quoted(written)? {
                 return Ok(Value::Text(text));
             }
             if let Some(items) = list {
-                if matches!(op, Op::In | Op::NotIn) {
-                    return list_value(items, key, target).map(Value::List);
-                }
+                return list_value(items, key, target).map(Value::List);
             }
             Err(invalid(format!(
                 "Expected a quoted string value for attributes. Got value {}",
-                token.shown()
+                shown
             )))
         }
         Entity::Dataset => {
-            if let Some(text) = quoted_value(token) {
+            if let Some(text) = quoted(written)? {
                 return Ok(Value::Text(text));
             }
             if let Some(items) = list {
@@ -628,7 +652,7 @@ fn value_of(
             }
             Err(invalid(format!(
                 "Expected a quoted string value for dataset attributes. Got value {}",
-                token.shown()
+                shown
             )))
         }
     }
@@ -663,17 +687,24 @@ fn allowed_ops(entity: Entity, key: &str, target: Target) -> (&'static [Op], &'s
     ];
     const STRING_ATTR: &[Op] = &[Op::Ne, Op::Eq, Op::Like, Op::ILike, Op::In, Op::NotIn];
     match entity {
-        Entity::Metric => (METRIC, "{'>', '>=', '!=', '=', '<', '<='}"),
-        Entity::Param | Entity::Tag => (
+        Entity::Metric => (METRIC, "'{'!=', '<', '<=', '=', '>', '>='}"),
+        Entity::Param => (
             STRINGY,
-            "{'!=', '=', 'LIKE', 'ILIKE', 'IS NULL', 'IS NOT NULL'}",
+            "'{'!=', '=', 'LIKE', 'ILIKE', 'IS NULL', 'IS NOT NULL'}'",
         ),
+        Entity::Tag => (
+            STRINGY,
+            "'{'!=', '=', 'LIKE', 'ILIKE', 'IS NULL', 'IS NOT NULL'}",
+        ),
+        // MLflow names the string comparators when it refuses one for a numeric attribute.
         Entity::Attribute if is_numeric_attribute(target, key) => {
-            (METRIC, "{'!=', '=', 'LIKE', 'ILIKE', 'IN', 'NOT IN'}")
+            (METRIC, "'{'!=', '=', 'LIKE', 'ILIKE', 'IN', 'NOT IN'}")
         }
-        Entity::Attribute | Entity::Dataset => {
-            (STRING_ATTR, "{'!=', '=', 'LIKE', 'ILIKE', 'IN', 'NOT IN'}")
-        }
+        Entity::Attribute => (
+            STRING_ATTR,
+            "'{'!=', '=', 'LIKE', 'ILIKE', 'IN', 'NOT IN'}'",
+        ),
+        Entity::Dataset => (STRING_ATTR, "'{'!=', '=', 'LIKE', 'ILIKE', 'IN', 'NOT IN'}"),
     }
 }
 
@@ -681,167 +712,237 @@ fn is_and(token: &Token) -> bool {
     matches!(token, Token::Keyword(word) if word == "AND")
 }
 
-/// Splits the tokens into comparisons. MLflow reads a filter as comparisons with ANDs
-/// between them: stray ANDs are ignored, and two comparisons side by side count as ANDed.
-/// Whatever is not a comparison runs to the next AND, for `clause` to refuse.
-fn comparisons(tokens: &[Token]) -> Vec<&[Token]> {
-    let mut out = Vec::new();
+fn is_keyword(token: Option<&Token>, word: &str) -> bool {
+    matches!(token, Some(Token::Keyword(w)) if w == word)
+}
+
+/// A value sqlparse accepts on either side of a comparison operator.
+fn is_operand(token: Option<&Token>) -> bool {
+    match token {
+        Some(Token::Identifier(_) | Token::Text(_) | Token::Integer(_) | Token::Float(_)) => true,
+        Some(Token::Keyword(word)) => word == "NULL",
+        _ => false,
+    }
+}
+
+/// The length of a parenthesised group starting at `open` (sqlparse makes one token of it).
+fn group_len(tokens: &[Token], open: usize) -> Option<usize> {
+    if !matches!(tokens.get(open), Some(Token::Open)) {
+        return None;
+    }
+    let mut depth = 0usize;
+    for (index, token) in tokens[open..].iter().enumerate() {
+        match token {
+            Token::Open => depth += 1,
+            Token::Close => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(index + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Tokens as written: a parenthesised group reads `('a', 'b')`.
+fn shown_tokens(tokens: &[Token]) -> String {
+    let mut out = String::new();
+    let mut previous: Option<&Token> = None;
+    for token in tokens {
+        let glued = matches!(previous, None | Some(Token::Open))
+            || matches!(token, Token::Close | Token::Comma);
+        if !glued {
+            out.push(' ');
+        }
+        out.push_str(&token.shown());
+        previous = Some(token);
+    }
+    out
+}
+
+/// How many tokens at the start of `tokens` sqlparse groups into one comparison (MLflow
+/// joins `IN`, `NOT IN`, `IS NULL` and `IS NOT NULL` into comparisons as well), or None.
+fn comparison_len(tokens: &[Token]) -> Option<usize> {
+    let first = tokens.first();
+    if matches!(first, Some(Token::Identifier(_))) {
+        if is_keyword(tokens.get(1), "IS") {
+            if is_keyword(tokens.get(2), "NULL") {
+                return Some(3);
+            }
+            if is_keyword(tokens.get(2), "NOT") && is_keyword(tokens.get(3), "NULL") {
+                return Some(4);
+            }
+        }
+        if is_keyword(tokens.get(1), "IN") {
+            return group_len(tokens, 2).map(|len| 2 + len);
+        }
+        if is_keyword(tokens.get(1), "NOT") && is_keyword(tokens.get(2), "IN") {
+            return group_len(tokens, 3).map(|len| 3 + len);
+        }
+    }
+    let operator = matches!(
+        tokens.get(1),
+        Some(Token::Operator(_) | Token::Comparison(_))
+    );
+    if operator && is_operand(first) && is_operand(tokens.get(2)) {
+        return Some(3);
+    }
+    None
+}
+
+/// Splits the tokens as MLflow reads them: comparisons with ANDs between them (stray ANDs
+/// are ignored, two comparisons side by side count as ANDed). Anything else is an invalid
+/// clause, and MLflow names every one of them in one message.
+fn comparisons(tokens: &[Token], target: Target) -> Result<Vec<&[Token]>> {
+    let mut found = Vec::new();
+    let mut invalid_clauses = Vec::new();
     let mut at = 0;
     while at < tokens.len() {
         if is_and(&tokens[at]) {
             at += 1;
             continue;
         }
-        let len = comparison_len(&tokens[at..]);
-        out.push(&tokens[at..at + len]);
+        if let Some(len) = comparison_len(&tokens[at..]) {
+            found.push(&tokens[at..at + len]);
+            at += len;
+            continue;
+        }
+        let len = group_len(tokens, at).unwrap_or(1);
+        invalid_clauses.push(shown_tokens(&tokens[at..at + len]));
         at += len;
     }
-    out
-}
-
-fn comparison_len(tokens: &[Token]) -> usize {
-    let to_next_and = || {
-        tokens
+    if invalid_clauses.is_empty() {
+        return Ok(found);
+    }
+    let listed = match target {
+        Target::Runs => invalid_clauses
             .iter()
-            .position(is_and)
-            .unwrap_or(tokens.len())
-            .max(1)
-    };
-    let keyword = |index: usize, word: &str| matches!(tokens.get(index), Some(Token::Keyword(w)) if w == word);
-    let list_from = |open: usize| {
-        if !matches!(tokens.get(open), Some(Token::Open)) {
-            return None;
-        }
-        let close = tokens[open..].iter().position(|t| *t == Token::Close)?;
-        Some(open + close + 1)
-    };
-    if !matches!(tokens.first(), Some(Token::Identifier(_))) {
-        return to_next_and();
-    }
-    if keyword(1, "IS") {
-        if keyword(2, "NULL") {
-            return 3;
-        }
-        if keyword(2, "NOT") && keyword(3, "NULL") {
-            return 4;
-        }
-    }
-    if keyword(1, "IN") {
-        return list_from(2).unwrap_or_else(to_next_and);
-    }
-    if keyword(1, "NOT") && keyword(2, "IN") {
-        return list_from(3).unwrap_or_else(to_next_and);
-    }
-    if matches!(
-        tokens.get(1),
-        Some(Token::Operator(_) | Token::Comparison(_))
-    ) && matches!(
-        tokens.get(2),
-        Some(Token::Text(_) | Token::Integer(_) | Token::Float(_) | Token::Identifier(_))
-    ) {
-        return 3;
-    }
-    to_next_and()
-}
-
-fn clause(tokens: &[Token], target: Target) -> Result<Clause> {
-    let shown = || {
-        tokens
-            .iter()
-            .map(Token::shown)
+            .map(|clause| format!("'{clause}'"))
             .collect::<Vec<_>>()
-            .join(" ")
+            .join(", "),
+        Target::Experiments => invalid_clauses.join(", "),
     };
-    let bad_clause = || invalid(format!("Invalid clause(s) in filter string: '{}'", shown()));
-    let Some(Token::Identifier(name)) = tokens.first() else {
-        return Err(bad_clause());
+    Err(invalid(format!(
+        "Invalid clause(s) in filter string: {listed}"
+    )))
+}
+
+/// One comparison with its identifier and value read, its comparator not yet checked:
+/// MLflow reads every clause before it checks any comparator.
+struct ReadClause {
+    entity: Entity,
+    key: String,
+    comparator: String,
+    value: Value,
+}
+
+fn read_clause(tokens: &[Token], target: Target) -> Result<ReadClause> {
+    let name = match tokens.first() {
+        Some(Token::Identifier(name)) => name,
+        other => {
+            return Err(invalid(format!(
+                "Invalid comparison clause. Expected 'Identifier' found '{}'",
+                other.map(Token::shown).unwrap_or_default()
+            )))
+        }
     };
-    // IS [NOT] NULL
-    if let [_, Token::Keyword(is), rest @ ..] = tokens {
-        if is == "IS" {
-            let op = match rest {
-                [Token::Keyword(null)] if null == "NULL" => Op::IsNull,
-                [Token::Keyword(not), Token::Keyword(null)] if not == "NOT" && null == "NULL" => {
-                    Op::IsNotNull
-                }
-                _ => return Err(bad_clause()),
-            };
-            let (entity, key) = identifier(name, target, false)?;
-            let supported = match target {
-                Target::Runs => matches!(entity, Entity::Param | Entity::Tag),
-                Target::Experiments => entity == Entity::Tag,
-            };
-            if !supported {
-                return Err(invalid(format!(
+    if is_keyword(tokens.get(1), "IS") {
+        let comparator = if tokens.len() == 3 {
+            "IS NULL"
+        } else {
+            "IS NOT NULL"
+        };
+        let (entity, key) = identifier(name, target, false)?;
+        let supported = match target {
+            Target::Runs => matches!(entity, Entity::Param | Entity::Tag),
+            Target::Experiments => entity == Entity::Tag,
+        };
+        if !supported {
+            return Err(invalid(match target {
+                Target::Runs => format!(
                     "IS NULL / IS NOT NULL is only supported for tags and params, not for '{}' \
                      '{key}'",
                     entity.name()
-                )));
-            }
-            return Ok(Clause {
-                entity,
-                key,
-                op,
-                value: Value::None,
-            });
+                ),
+                Target::Experiments => format!(
+                    "IS NULL / IS NOT NULL is only supported for tags, not for attribute '{key}'"
+                ),
+            }));
         }
+        return Ok(ReadClause {
+            entity,
+            key,
+            comparator: comparator.to_string(),
+            value: Value::None,
+        });
     }
-    // [NOT] IN (list)
-    let (op, value_tokens): (Op, &[Token]) = match tokens {
-        [_, Token::Keyword(word), rest @ ..] if word == "IN" => (Op::In, rest),
-        [_, Token::Keyword(not), Token::Keyword(word), rest @ ..]
-            if not == "NOT" && word == "IN" =>
-        {
-            (Op::NotIn, rest)
-        }
-        [_, Token::Operator(text) | Token::Comparison(text), rest @ ..] => {
-            match Op::from_text(text) {
-                Some(op) => (op, rest),
-                None => {
-                    let (entity, key) = identifier(name, target, false)?;
-                    let (_, valid) = allowed_ops(entity, &key, target);
-                    return Err(invalid(format!(
-                        "Invalid comparator '{text}' not one of '{valid}'"
-                    )));
-                }
-            }
-        }
-        [_] => {
-            return Err(invalid(format!(
-                "Invalid comparison clause. Expected 3 tokens found {}",
-                tokens.len()
-            )))
-        }
-        _ => return Err(bad_clause()),
+    let (comparator, value_tokens) = if is_keyword(tokens.get(1), "IN") {
+        ("IN".to_string(), &tokens[2..])
+    } else if is_keyword(tokens.get(1), "NOT") {
+        ("NOT IN".to_string(), &tokens[3..])
+    } else {
+        (tokens[1].shown(), &tokens[2..])
     };
     let (entity, key) = identifier(name, target, false)?;
-    let (allowed, valid) = allowed_ops(entity, &key, target);
-    if !allowed.contains(&op) {
-        return Err(invalid(format!(
-            "Invalid comparator '{}' not one of '{valid}'",
-            op.sql()
-        )));
-    }
-    let value = match (op, value_tokens) {
-        (Op::In | Op::NotIn, [Token::Open, inner @ .., Token::Close]) => {
-            value_of(entity, &key, op, &Token::Open, Some(inner), target)?
-        }
-        (Op::In | Op::NotIn, _) => return Err(bad_clause()),
-        (_, [single]) => value_of(entity, &key, op, single, None, target)?,
-        (_, []) => {
-            return Err(invalid(format!(
-                "Invalid comparison clause. Expected 3 tokens found {}",
-                tokens.len()
-            )))
-        }
-        _ => return Err(bad_clause()),
+    let list = match value_tokens {
+        [Token::Open, inner @ .., Token::Close] => Some(inner),
+        _ => None,
     };
-    Ok(Clause {
+    let value = value_of(entity, &key, value_tokens, list, target)?;
+    Ok(ReadClause {
         entity,
         key,
-        op,
+        comparator,
         value,
     })
+}
+
+/// MLflow's store refuses some comparators for experiments in words of its own, after the
+/// check shared with runs.
+fn experiment_comparator_refusal(read: &ReadClause, op: Option<Op>) -> Option<String> {
+    const NOMINAL: &[Op] = &[Op::Eq, Op::Ne, Op::In, Op::NotIn];
+    const TEXTUAL: &[Op] = &[Op::Eq, Op::Ne, Op::Like, Op::ILike];
+    let comparator = &read.comparator;
+    let within = |ops: &[Op]| op.is_some_and(|op| ops.contains(&op));
+    match read.entity {
+        Entity::Attribute if read.key == "experiment_id" => (!within(NOMINAL))
+            .then(|| format!("Invalid comparator for experiment_id: {comparator}")),
+        Entity::Attribute if !EXPERIMENT_NUMERIC_ATTRIBUTES.contains(&read.key.as_str()) => {
+            (!within(TEXTUAL))
+                .then(|| format!("Invalid comparator for string attribute: {comparator}"))
+        }
+        Entity::Tag if !matches!(op, Some(Op::IsNull | Op::IsNotNull)) => {
+            (!within(TEXTUAL)).then(|| format!("Invalid comparator for tag: {comparator}"))
+        }
+        _ => None,
+    }
+}
+
+fn checked_clause(read: ReadClause, target: Target) -> Result<Clause> {
+    let (allowed, valid) = allowed_ops(read.entity, &read.key, target);
+    let op = Op::from_text(&read.comparator);
+    if target == Target::Experiments {
+        let shared_check = read.entity != Entity::Attribute || read.key == "experiment_id";
+        if shared_check || op.is_some_and(|op| allowed.contains(&op)) {
+            if let Some(refusal) = experiment_comparator_refusal(&read, op) {
+                return Err(invalid(refusal));
+            }
+        }
+    }
+    match op {
+        Some(op) if allowed.contains(&op) => Ok(Clause {
+            entity: read.entity,
+            key: read.key,
+            op,
+            value: read.value,
+        }),
+        _ => Err(invalid(format!(
+            "Invalid comparator '{}' not one of {valid}",
+            read.comparator
+        ))),
+    }
 }
 
 /// sqlparse refuses a statement of more tokens than this (a guard against denial of
@@ -871,10 +972,14 @@ pub fn parse_filter(filter: &str, target: Target) -> Result<Vec<Clause>> {
              list."
         )));
     }
-    let mut clauses = Vec::new();
-    for part in comparisons(&tokens) {
-        clauses.push(clause(part, target)?);
-    }
+    let read = comparisons(&tokens, target)?
+        .into_iter()
+        .map(|part| read_clause(part, target))
+        .collect::<Result<Vec<_>>>()?;
+    let mut clauses = read
+        .into_iter()
+        .map(|clause| checked_clause(clause, target))
+        .collect::<Result<Vec<_>>>()?;
     if target == Target::Runs {
         for clause in &mut clauses {
             if clause.entity == Entity::Attribute {

@@ -117,24 +117,29 @@ def ray_cluster():
 
 
 def pytest_configure(config):
-    # The differential harness's counts reach the summary from whichever process ran it.
+    # Each process that runs part of the differential harness (xdist workers included) leaves
+    # its outcomes in this directory; the process that prints the summary adds them up.
     if "FASTFLOW_DIFFERENTIAL_REPORT" not in os.environ:
         os.environ["FASTFLOW_DIFFERENTIAL_REPORT"] = os.path.join(
-            str(config.rootpath), ".pytest_cache", f"differential-{os.getpid()}.json"
+            str(config.rootpath), ".pytest_cache", f"differential-{os.getpid()}"
         )
-        os.makedirs(os.path.dirname(os.environ["FASTFLOW_DIFFERENTIAL_REPORT"]), exist_ok=True)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    path = os.environ.get("FASTFLOW_DIFFERENTIAL_REPORT")
-    if not path or not os.path.exists(path):
+    directory = os.environ.get("FASTFLOW_DIFFERENTIAL_REPORT")
+    if not directory or not os.path.isdir(directory) or hasattr(config, "workerinput"):
         return
     import collections
     import json
+    import shutil
 
-    with open(path) as f:
-        outcomes = json.load(f)
-    os.remove(path)
+    outcomes = {}
+    for name in sorted(os.listdir(directory)):
+        with open(os.path.join(directory, name)) as f:
+            outcomes.update(json.load(f))
+    shutil.rmtree(directory, ignore_errors=True)
+    if not outcomes:
+        return
     counts = collections.Counter(outcomes.values())
     on_purpose = {k: v for k, v in counts.items() if k.startswith("on purpose")}
     terminalreporter.section("differential harness against MLflow")

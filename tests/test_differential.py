@@ -104,15 +104,16 @@ def pair(tmp_path_factory):
     )
     running = _Pair(base, template)
     yield running
-    running.close()
     _write_report(running.outcomes)
+    running.close()
 
 
 def _write_report(outcomes):
-    path = os.environ.get("FASTFLOW_DIFFERENTIAL_REPORT")
-    if not path:
+    directory = os.environ.get("FASTFLOW_DIFFERENTIAL_REPORT")
+    if not directory:
         return
-    with open(path, "w") as out:
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, f"{os.getpid()}.json"), "w") as out:
         json.dump(outcomes, out)
 
 
@@ -180,7 +181,8 @@ _generated = settings(
 def _check_generated(pair, name, script):
     ours, theirs, our_dir, their_dir = pair.compare(name, script)
     found = differences(ours, theirs)
-    label = f"{name}#{len([k for k in pair.outcomes if k.startswith(name)])}"
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    label = f"{name}#{worker}{len([k for k in pair.outcomes if k.startswith(name)])}"
     pair.outcomes[label] = "agree" if not found else "differ"
     assert not found, _explain(found, our_dir, their_dir)
 

@@ -8,10 +8,9 @@ ints never come here), so the Python behaviour MLflow relies on (``float()``, ``
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 
+from fastflow import _logs
 from fastflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
 
 
@@ -125,30 +124,6 @@ def statement_error(table, rows, bad_row, parameter):
     return "\n".join(lines)
 
 
-class _Stderr:
-    """Whatever ``sys.stderr`` is at the time of writing (a test may replace it)."""
-
-    def write(self, text):
-        return sys.stderr.write(text)
-
-    def flush(self):
-        sys.stderr.flush()
-
-
 def warn_truncated(message):
-    """MLflow's warning for a value cut to its length limit, from the logger MLflow uses:
-    whoever silences or routes MLflow's logging routes this too. MLflow gives its loggers
-    one stderr handler and stops them from propagating; where MLflow has not (it is not
-    imported), the same is done here, and MLflow's import later replaces it."""
-    mlflow_logger = logging.getLogger("mlflow")
-    if not mlflow_logger.handlers:
-        handler = logging.StreamHandler(_Stderr())
-        handler.setFormatter(
-            logging.Formatter(
-                "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y/%m/%d %H:%M:%S"
-            )
-        )
-        mlflow_logger.handlers = [handler]
-        mlflow_logger.setLevel((os.environ.get("MLFLOW_LOGGING_LEVEL") or "INFO").upper())
-        mlflow_logger.propagate = False
-    logging.getLogger("mlflow.utils.validation").warning(message)
+    """MLflow's warning for a value cut to its length limit, from the logger MLflow uses."""
+    _logs.mlflow_logger("mlflow.utils.validation").warning(message)

@@ -9,13 +9,12 @@ Integrations hear of runs and answer questions through ``_integrations``.
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import signal
 import sys
 import threading
 
-from fastflow import _context, _fastflow, _integrations, _search
+from fastflow import _context, _fastflow, _integrations, _logs, _search
 from fastflow import artifacts as _artifacts
 from fastflow.entities import Param, Run, RunStatus, RunTag, ViewType
 from fastflow.entities.run import RunOutputs
@@ -358,7 +357,7 @@ def start_run(
         )
     client = _client()
     existing_run_id = run_id or os.environ.pop("MLFLOW_RUN_ID", None)
-    user_tags = {k: str(v) for k, v in (tags or {}).items()}
+    user_tags = dict(tags or {})
     if description:
         if _NOTE_TAG in user_tags:
             raise MlflowException(
@@ -381,7 +380,7 @@ def start_run(
             )
         client._tracker.update_run(existing_run_id, "RUNNING", run.info.end_time, run_name)
         if user_tags:
-            client._tracker.set_tags(existing_run_id, list(user_tags.items()))
+            client._tracker.set_tags(existing_run_id, [(k, str(v)) for k, v in user_tags.items()])
         run = client.get_run(existing_run_id)
     else:
         if parent_run_id:
@@ -602,18 +601,19 @@ def search_experiments(
     view_type=ViewType.ACTIVE_ONLY, max_results=None, filter_string=None, order_by=None
 ):
     """Every experiment matching ``filter_string`` (or the first ``max_results``)."""
-    _search.check_max_results(max_results, allow_none=True, threshold=None)
     client = _client()
     found, token = [], None
-    while True:
+    # As MLflow pages: a max_results below 1 asks for no page at all, and gets [].
+    while max_results is None or len(found) < max_results:
         page_size = _search.SEARCH_MAX_RESULTS_DEFAULT
         if max_results is not None:
             page_size = min(page_size, max_results - len(found))
         page = client.search_experiments(view_type, page_size, filter_string, order_by, token)
         found.extend(page)
         token = page.token
-        if not token or (max_results is not None and len(found) >= max_results):
-            return found
+        if not token:
+            break
+    return found
 
 
 def search_runs(
@@ -652,7 +652,9 @@ def search_runs(
                 continue
             experiment = client.get_experiment_by_name(name)
             if experiment is None:
-                logging.getLogger("fastflow").warning("Cannot retrieve experiment by name %s", name)
+                _logs.mlflow_logger("mlflow.tracking.fluent").warning(
+                    "Cannot retrieve experiment by name %s", name
+                )
             else:
                 experiment_ids.append(experiment.experiment_id)
     elif isinstance(experiment_ids, (int, str)):

@@ -29,8 +29,52 @@ pub fn to_pyerr(py: Python<'_>, error: Error) -> PyErr {
         Error::Os { errno, path } => {
             PyOSError::new_err((errno, crate::error::strerror(errno), path))
         }
-        other => mlflow_exception(py, &other.to_string(), other.code().as_str()),
+        other => {
+            let message = in_python_set_order(py, other.to_string());
+            mlflow_exception(py, &message, other.code().as_str())
+        }
     }
+}
+
+/// MLflow prints some of its valid choices as a Python set, whose order follows the hashes
+/// of its strings (randomised per process by `PYTHONHASHSEED`) and the order they went in.
+/// The core lists them as MLflow's source builds them; the same set built here prints in
+/// the order MLflow's would in this process. A set literal of constants is compiled into a
+/// frozenset (stored sorted) that the new set is filled from; the core lists those sorted.
+fn in_python_set_order(py: Python<'_>, message: String) -> String {
+    const AFTER: [&str; 2] = ["not one of '{'", "Valid keys are '{'"];
+    let Some(start) = AFTER
+        .iter()
+        .find_map(|prefix| message.find(prefix).map(|at| at + prefix.len() - 2))
+    else {
+        return message;
+    };
+    let Some(length) = message[start..].find("'}") else {
+        return message;
+    };
+    let items: Vec<&str> = message[start + 2..start + length].split("', '").collect();
+    let built = (|| -> PyResult<Vec<String>> {
+        let set = if items.is_sorted() {
+            // set(frozenset) presizes and copies, which orders differently from adding.
+            let frozen = pyo3::types::PyFrozenSet::new(py, &items)?;
+            py.get_type::<pyo3::types::PySet>()
+                .call1((frozen,))?
+                .cast_into::<pyo3::types::PySet>()?
+        } else {
+            pyo3::types::PySet::new(py, &items)?
+        };
+        set.iter().map(|item| item.extract::<String>()).collect()
+    })();
+    let Ok(ordered) = built else {
+        return message;
+    };
+    let listed: Vec<String> = ordered.iter().map(|item| format!("'{item}'")).collect();
+    format!(
+        "{}{{{}}}{}",
+        &message[..start],
+        listed.join(", "),
+        &message[start + length + 2..]
+    )
 }
 
 pub trait IntoPyResult<T> {

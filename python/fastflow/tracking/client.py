@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import logging
 import os
 import posixpath
 import re
@@ -14,15 +13,22 @@ import sys
 import tempfile
 import time
 
-from fastflow import _context, _fastflow, _integrations, _media, _search, _values, artifacts
+from fastflow import (
+    _context,
+    _fastflow,
+    _integrations,
+    _logs,
+    _media,
+    _search,
+    _values,
+    artifacts,
+)
 from fastflow.entities import Experiment, Metric, Run, RunInfo, RunStatus, ViewType
 from fastflow.exceptions import (
     INVALID_PARAMETER_VALUE,
     RESOURCE_DOES_NOT_EXIST,
     MlflowException,
 )
-
-_logger = logging.getLogger("fastflow")
 
 _LOGGED_IMAGES_TAG = "mlflow.loggedImages"
 _LOGGED_ARTIFACTS_TAG = "mlflow.loggedArtifacts"
@@ -249,7 +255,8 @@ class MlflowClient:
     # ---- runs ------------------------------------------------------------------------------
 
     def create_run(self, experiment_id, start_time=None, tags=None, run_name=None) -> Run:
-        tags = {k: str(v) for k, v in (tags or {}).items()}
+        given = dict(tags or {})
+        tags = {k: str(v) for k, v in given.items()}
         tagged_name = tags.get("mlflow.runName")
         if run_name and tagged_name and run_name != tagged_name:
             raise MlflowException(
@@ -266,6 +273,11 @@ class MlflowClient:
             list(tags.items()),
         )
         created = Run._from_row(row)
+        # MLflow's store returns the run it just created with the tag values it was given
+        # (an int stays an int); the store holds their text, as MLflow's does.
+        for key, value in given.items():
+            if created.data.tags.get(key) == str(value):
+                created.data.tags[key] = value
         # MLflow's store gives a run it just created no outputs.
         return Run(created.info, created.data, created.inputs)
 
@@ -620,7 +632,7 @@ class MlflowClient:
             filter_string += f" and attributes.run_id IN ({','.join(map(repr, run_ids))})"
         runs = self._search_runs_frame(experiment_id, filter_string)
         if run_ids and len(run_ids) != len(runs):
-            _logger.warning(
+            _logs.mlflow_logger("mlflow.tracking.client").warning(
                 "Not all runs have the specified table artifact. Some runs will be skipped."
             )
         if runs.empty:
@@ -661,7 +673,7 @@ class MlflowClient:
         for column in extra_columns or ():
             name = column
             if column in table:
-                _logger.warning(
+                _logs.mlflow_logger("mlflow.tracking.client").warning(
                     "Column name %s already exists in the table. Resolving the conflict, by "
                     "appending an underscore to the column name.",
                     column,

@@ -1,5 +1,7 @@
 """Experiments: create, get, set, delete, restore, tags, search, and the environment."""
 
+import time
+
 from scenario import scenario
 
 NAMES = {
@@ -207,6 +209,9 @@ def _some_experiments(mlflow):
         exp_id = client.create_experiment(name, tags={"i": str(i), "team": "a" if i % 2 else "b"})
         if name == "beta":
             client.delete_experiment(exp_id)
+        # Searches list the newest first and break ties by id: experiments created within
+        # one millisecond would come out in an order that rests on the clock, not the tool.
+        time.sleep(0.002)
 
 
 SEARCHES = {
