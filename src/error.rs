@@ -240,3 +240,7 @@ impl From<std::io::Error> for Error {
         }
     }
 }
+
+/// Between the groups of a set of valid choices in a message (see `filter.rs`), for the
+/// mapping to Python exceptions, which builds the set as MLflow does and removes it.
+pub const SET_GROUP_SEPARATOR: char = '\u{1f}';

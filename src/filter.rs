@@ -125,6 +125,18 @@ const RUN_STRING_ATTRIBUTES: &[&str] = &[
     "Run Name",
 ];
 const RUN_NUMERIC_ATTRIBUTES: &[&str] = &["start_time", "end_time", "created", "Created"];
+/// RunInfo's searchable attributes and the aliases MLflow accepts beside them.
+const RUN_SEARCHABLE_ATTRIBUTES: &[&str] = &[
+    "run_id",
+    "run_name",
+    "user_id",
+    "status",
+    "artifact_uri",
+    "start_time",
+    "end_time",
+];
+const RUN_NUMERIC_ALIASES: &[&str] = &["created", "Created"];
+const RUN_STRING_ALIASES: &[&str] = &["run name", "Run name", "Run Name"];
 const RUN_ORDER_ATTRIBUTES: &[&str] = &[
     "run_id",
     "run_name",
@@ -489,9 +501,12 @@ fn identifier(text: &str, target: Target, ordering: bool) -> Result<(Entity, Str
             (Target::Runs, false) => &[RUN_STRING_ATTRIBUTES, RUN_NUMERIC_ATTRIBUTES].concat(),
         };
         if !valid.contains(&key.as_str()) {
+            let shown = match target {
+                Target::Experiments => shown_set(valid, true),
+                Target::Runs => shown_run_attribute_set(ordering),
+            };
             return Err(invalid(format!(
-                "Invalid attribute key '{key}' specified. Valid keys are '{}'",
-                shown_set(valid, target == Target::Experiments)
+                "Invalid attribute key '{key}' specified. Valid keys are '{shown}'"
             )));
         }
     }
@@ -504,15 +519,39 @@ fn identifier(text: &str, target: Target, ordering: bool) -> Result<(Entity, Str
     Ok((entity, key))
 }
 
-/// Keys as MLflow's set holds them: a literal of constants is listed sorted (see the
-/// mapping to Python exceptions, which puts them in the order MLflow's set has).
+/// Keys as MLflow's set holds them. A set literal of constants is compiled into a frozenset
+/// whose elements the .pyc stores sorted by their marshalled bytes (length first), and it
+/// is listed in that order; the mapping to Python exceptions builds the set from it.
 fn shown_set(keys: &[&str], constant_literal: bool) -> String {
     let mut keys = keys.to_vec();
     if constant_literal {
-        keys.sort_unstable();
+        keys.sort_unstable_by_key(|key| (key.len(), *key));
     }
     let quoted: Vec<String> = keys.iter().map(|k| format!("'{k}'")).collect();
     format!("{{{}}}", quoted.join(", "))
+}
+
+/// MLflow's valid run attribute keys: a set made of the sorted searchable (or orderable)
+/// attributes followed by two small sets of aliases. The groups are kept apart for the
+/// mapping to Python exceptions, which builds the set as MLflow does.
+fn shown_run_attribute_set(ordering: bool) -> String {
+    let mut searchable = RUN_SEARCHABLE_ATTRIBUTES.to_vec();
+    searchable.sort_unstable();
+    let mut groups = vec![searchable, RUN_NUMERIC_ALIASES.to_vec()];
+    if !ordering {
+        groups.push(RUN_STRING_ALIASES.to_vec());
+    }
+    let shown: Vec<String> = groups
+        .iter()
+        .map(|group| {
+            let quoted: Vec<String> = group.iter().map(|k| format!("'{k}'")).collect();
+            quoted.join(", ")
+        })
+        .collect();
+    format!(
+        "{{{}}}",
+        shown.join(&format!(", {}", crate::error::SET_GROUP_SEPARATOR))
+    )
 }
 
 fn quoted_value(token: &Token) -> Option<String> {
@@ -687,7 +726,7 @@ fn allowed_ops(entity: Entity, key: &str, target: Target) -> (&'static [Op], &'s
     ];
     const STRING_ATTR: &[Op] = &[Op::Ne, Op::Eq, Op::Like, Op::ILike, Op::In, Op::NotIn];
     match entity {
-        Entity::Metric => (METRIC, "'{'!=', '<', '<=', '=', '>', '>='}"),
+        Entity::Metric => (METRIC, "'{'<', '=', '>', '!=', '<=', '>='}"),
         Entity::Param => (
             STRINGY,
             "'{'!=', '=', 'LIKE', 'ILIKE', 'IS NULL', 'IS NOT NULL'}'",

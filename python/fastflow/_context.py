@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import pathlib
 import random
 import sys
 import threading
@@ -21,11 +22,15 @@ _trackers = {}
 def set_tracking_uri(uri) -> None:
     """Sets the tracking URI and exports it, so that child processes log to the same store."""
     global _tracking_uri
-    if hasattr(uri, "__fspath__"):
-        uri = "sqlite:///" + os.path.abspath(os.fspath(uri))
-    _tracking_uri = str(uri)
-    os.environ["MLFLOW_TRACKING_URI"] = _tracking_uri
-    _integrations.emit(_integrations.TRACKING_URI_SET, _tracking_uri)
+    if isinstance(uri, pathlib.Path):
+        # As MLflow reads a path: a file store there.
+        uri = uri.absolute().resolve().as_uri()
+    _tracking_uri = uri
+    if uri is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = uri
+    _integrations.emit(_integrations.TRACKING_URI_SET, uri)
 
 
 def get_tracking_uri() -> str:

@@ -535,7 +535,9 @@ def flush() -> None:
     _fastflow._flush_all()
 
 
-flush_async_logging = flush
+def flush_async_logging() -> None:
+    """MLflow's name for ``flush``: returns once everything logged so far is written."""
+    flush()
 
 
 # ---- artifacts ------------------------------------------------------------------------------

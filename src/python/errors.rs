@@ -40,7 +40,8 @@ pub fn to_pyerr(py: Python<'_>, error: Error) -> PyErr {
 /// of its strings (randomised per process by `PYTHONHASHSEED`) and the order they went in.
 /// The core lists them as MLflow's source builds them; the same set built here prints in
 /// the order MLflow's would in this process. A set literal of constants is compiled into a
-/// frozenset (stored sorted) that the new set is filled from; the core lists those sorted.
+/// frozenset (stored in marshal order: length, then bytes) that the new set is filled
+/// from; the core lists those in that order.
 fn in_python_set_order(py: Python<'_>, message: String) -> String {
     const AFTER: [&str; 2] = ["not one of '{'", "Valid keys are '{'"];
     let Some(start) = AFTER
@@ -52,9 +53,29 @@ fn in_python_set_order(py: Python<'_>, message: String) -> String {
     let Some(length) = message[start..].find("'}") else {
         return message;
     };
-    let items: Vec<&str> = message[start + 2..start + length].split("', '").collect();
+    let listed = &message[start + 2..start + length];
     let built = (|| -> PyResult<Vec<String>> {
-        let set = if items.is_sorted() {
+        let separator = format!("', {}'", crate::error::SET_GROUP_SEPARATOR);
+        if listed.contains(&separator) {
+            // set(first + list(second) + ...): the later groups are small set literals.
+            let mut groups = listed.split(&separator);
+            let mut items: Vec<String> = groups
+                .next()
+                .unwrap_or_default()
+                .split("', '")
+                .map(str::to_string)
+                .collect();
+            for group in groups {
+                let literal = pyo3::types::PySet::new(py, group.split("', '"))?;
+                for item in literal.iter() {
+                    items.push(item.extract::<String>()?);
+                }
+            }
+            let set = pyo3::types::PySet::new(py, &items)?;
+            return set.iter().map(|item| item.extract::<String>()).collect();
+        }
+        let items: Vec<&str> = listed.split("', '").collect();
+        let set = if items.is_sorted_by_key(|item| (item.len(), *item)) {
             // set(frozenset) presizes and copies, which orders differently from adding.
             let frozen = pyo3::types::PyFrozenSet::new(py, &items)?;
             py.get_type::<pyo3::types::PySet>()

@@ -17,7 +17,8 @@ import time
 
 # Files the harness itself puts in a scenario's directory.
 _HARNESS_FILES = {"observations.json", "stdout.txt", "stderr.txt"}
-_STORE_FILES = re.compile(r"^mlflow\.db(-wal|-shm|-journal)?$")
+# Stores at the top of the scenario's directory are compared by their rows, not bytes.
+_STORE_FILES = re.compile(r"^[^/]+\.db(-wal|-shm|-journal)?$")
 _RUN_ID = re.compile(r"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
 # MLflow's random run names: adjective-noun-number.
 _RANDOM_NAME = re.compile(r"^[a-z]+-[a-z]+-\d{1,4}$")
@@ -37,9 +38,19 @@ def snapshot(directory: str, exit_code: int) -> dict:
     return {
         "exit": exit_code,
         "observations": observations,
-        "tables": _tables(os.path.join(directory, "mlflow.db")),
+        "tables": _all_tables(directory),
         "files": _files(directory),
     }
+
+
+def _all_tables(directory: str) -> dict:
+    """The rows of mlflow.db, and of any other store the scenario made (``other.db:runs``)."""
+    out = _tables(os.path.join(directory, "mlflow.db"))
+    for name in sorted(os.listdir(directory)):
+        if name.endswith(".db") and name != "mlflow.db":
+            for table, rows in _tables(os.path.join(directory, name)).items():
+                out[f"{name}:{table}"] = rows
+    return out
 
 
 def _tables(path: str) -> dict:

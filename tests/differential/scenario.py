@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -70,8 +71,10 @@ def _case_id(value) -> str:
 class Recorder:
     """``call(fn, *args, **kwargs)`` runs ``fn`` and records what a user could observe."""
 
-    def __init__(self):
+    def __init__(self, save: Callable[[list], None] | None = None):
         self.observations: list[dict] = []
+        # Writes the observations where the harness reads them (the worker's own choice).
+        self.save = save
 
     def __call__(self, fn, *args, **kwargs):
         label = getattr(fn, "__qualname__", None) or type(fn).__name__
@@ -88,6 +91,18 @@ class Recorder:
             entry["warnings"] = caught.messages
         self.observations.append(entry)
         return result
+
+    def exit_right_after(self, fn, *args, **kwargs) -> None:
+        """Calls ``fn`` and ends the process the moment it returns, as a kill then would:
+        no atexit handlers, no flushing. What was observed so far is saved before the call
+        (its own outcome is not recorded)."""
+        self.observations.append({"call then exit": getattr(fn, "__qualname__", repr(fn))})
+        if self.save is not None:
+            self.save(self.observations)
+        try:
+            fn(*args, **kwargs)
+        finally:
+            os._exit(0)
 
     def note(self, label: str, value) -> None:
         """Records a value the scenario computed (a read of the store, a file's text)."""

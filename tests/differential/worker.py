@@ -97,7 +97,13 @@ def _run_child(module, found, given, directory, listing=None) -> None:
         os.dup2(target, fd)
     os.environ["FASTFLOW_SPOOL_DIR"] = os.path.join(directory, "spool")
     os.environ.update(found.env)
-    record = Recorder()
+    observations_file = os.path.join(directory, "observations.json")
+
+    def save(observations):
+        with open(observations_file, "w") as out:
+            json.dump(observations, out)
+
+    record = Recorder(save)
     try:
         if found.takes_input:
             found.run(module, record, given)
@@ -107,8 +113,7 @@ def _run_child(module, found, given, directory, listing=None) -> None:
         record.observations.append(
             {"scenario raised": describe_exception(error), "at": traceback.format_exc()[-2000:]}
         )
-    with open(os.path.join(directory, "observations.json"), "w") as out:
-        json.dump(record.observations, out)
+    save(record.observations)
     if listing is not None:
         with open(listing, "w") as out:
             json.dump(sorted(sys.modules), out)

@@ -256,6 +256,45 @@ def client_search_runs(mlflow, call, arguments):
     call(mlflow.MlflowClient().search_runs, [exp], **arguments)
 
 
+# Filters MLflow refuses or reads in a way of its own, each with MLflow's message.
+RUN_FILTERS = [
+    "metrics.loss",
+    "metrics.loss < 1 AND",
+    "metrics.loss 1",
+    "< 1",
+    "metrics.loss < 1 2",
+    "params.optimizer = 'adam' OR params.optimizer = 'sgd'",
+    "metrics.loss < 1 AND metrics.x",
+    "metrics.loss >> 2",
+    "tags.team = vision",
+    "foo",
+    "metrics.loss < 1 AND AND tags.team = 'nlp'",
+    "attributes.nope = 'x'",
+    "datasets.nope = 'x'",
+    "params.optimizer > 'a'",
+    "tags.team > 'a'",
+    "attributes.status > 'x'",
+    "attributes.start_time LIKE 1",
+    "metrics.loss IN ('x')",
+    "params.optimizer NOT IN ('adam')",
+    "attributes.status IN ('FINISHED')",
+    "attributes.run_id IN ()",
+    "(metrics.loss > 0.1)",
+    "metrics.loss > 0 AND (params.optimizer = 'adam')",
+    "'adam' = params.optimizer",
+    "metrics.loss > -1",
+    "metrics.loss IS NULL",
+    "metrics.loss = 'x'",
+    "params.optimizer = 1",
+]
+
+
+@scenario(cases=RUN_FILTERS)
+def client_search_runs_filter(mlflow, call, filter_string):
+    exp = _runs_to_search(mlflow)
+    call(mlflow.MlflowClient().search_runs, [exp], filter_string)
+
+
 @scenario
 def search_runs_by_experiment_name(mlflow, call):
     _runs_to_search(mlflow)

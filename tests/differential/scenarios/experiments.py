@@ -234,6 +234,31 @@ SEARCHES = {
 }
 
 
+EXPERIMENT_FILTERS = [
+    "name",
+    "name =",
+    "name = 'alpha' AND",
+    "tags.team",
+    "nope = 'x'",
+    "name > 'x'",
+    "creation_time LIKE 5",
+    "creation_time > 5",
+    "tags.team >> 'x'",
+    "name IN ('alpha')",
+    "experiment_id > '1'",
+    "experiment_id IN ('1')",
+    "tags.team IS NULL",
+    "name IS NULL",
+    "metrics.a > 1",
+]
+
+
+@scenario(cases=EXPERIMENT_FILTERS)
+def client_search_experiments_filter(mlflow, call, filter_string):
+    _some_experiments(mlflow)
+    call(mlflow.MlflowClient().search_experiments, view_type=3, filter_string=filter_string)
+
+
 @scenario(cases=SEARCHES)
 def search_experiments(mlflow, call, arguments):
     _some_experiments(mlflow)

@@ -1,6 +1,7 @@
 """Metrics: values, steps, timestamps and keys of every kind, batches, history, latest values."""
 
 import decimal
+import time
 
 import numpy as np
 from scenario import scenario
@@ -310,3 +311,44 @@ def client_log_metric_numpy_step(mlflow, call):
     run = client.create_run("0")
     call(client.log_metric, run.info.run_id, "m", 1.0, step=np.int64(7))
     _history(mlflow, call, run.info.run_id, "m")
+
+
+FROZEN_CLOCK_S = 1_700_000_000.0
+
+
+@scenario(differs="clock")
+def log_metric_under_a_patched_clock(mlflow, call):
+    """What freezegun and monkeypatched clocks do to the timestamps of a script."""
+    with mlflow.start_run() as run:
+        real_time = time.time
+        time.time = lambda: FROZEN_CLOCK_S
+        try:
+            call(mlflow.log_metric, "m", 1.0, step=1)
+            call(mlflow.log_metrics, {"a": 2.0, "b": 3.0})
+            call(mlflow.MlflowClient().log_metric, run.info.run_id, "c", 4.0)
+        finally:
+            time.time = real_time
+    _history(mlflow, call, run.info.run_id, "m")
+
+
+@scenario(differs="written-behind")
+def killed_right_after_log_metric(mlflow, call):
+    """A process killed just after a logging call returned."""
+    with mlflow.start_run():
+        call(mlflow.log_param, "p", "1")
+        call(mlflow.log_metric, "loss", 0.5, step=1)
+        call.exit_right_after(mlflow.log_metrics, {"a": 1.0, "b": 2.0})
+
+
+@scenario
+def killed_right_after_a_synchronous_log_metric(mlflow, call):
+    with mlflow.start_run():
+        call(mlflow.log_metric, "loss", 0.5, step=1, synchronous=True)
+        call.exit_right_after(mlflow.log_metrics, {"a": 1.0, "b": 2.0}, synchronous=True)
+
+
+@scenario
+def killed_right_after_flush(mlflow, call):
+    with mlflow.start_run():
+        call(mlflow.log_metric, "loss", 0.5, step=1)
+        call.exit_right_after(mlflow.flush_async_logging)
