@@ -160,12 +160,14 @@ _UNJOURNALED_AT_MOST = 65_536 + 2_048
 
 
 def test_sigkill_loses_at_most_the_last_milliseconds(tmp_path):
-    db = tmp_path / "kill.db"
-    uri = f"sqlite:///{db}"
     ring = tmp_path / "ring"
     rng = random.Random(11)
     windows = []
     for attempt in range(50):
+        # A store per kill: each holds up to millions of points, and one store holding all
+        # of them would make every later check slower than the kills themselves.
+        db = tmp_path / f"kill-{attempt}.db"
+        uri = f"sqlite:///{db}"
         loop, run_id = _start_loop(uri, ring, f"kill-{attempt}")
         time.sleep(rng.uniform(0.05, 0.8))
         killed_at = time.time_ns()
@@ -202,7 +204,9 @@ def test_sigkill_loses_at_most_the_last_milliseconds(tmp_path):
             db, "SELECT status, end_time FROM runs WHERE run_uuid = ?", (run_id,)
         )[0]
         assert status == "KILLED" and end_time is not None
-    assert sqlite_rows(db, "PRAGMA integrity_check") == [("ok",)]
+        assert sqlite_rows(db, "PRAGMA integrity_check") == [("ok",)]
+        for leftover in tmp_path.glob(f"kill-{attempt}.db*"):
+            leftover.unlink()
     windows.sort()
     print(f"\nSIGKILL: logged before the kill and lost, at most {windows[-1]:.1f} ms")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import pathlib
 import random
 import sys
 import threading
@@ -22,9 +21,12 @@ _trackers = {}
 def set_tracking_uri(uri) -> None:
     """Sets the tracking URI and exports it, so that child processes log to the same store."""
     global _tracking_uri
-    if isinstance(uri, pathlib.Path):
-        # As MLflow reads a path: a file store there.
-        uri = uri.absolute().resolve().as_uri()
+    if isinstance(uri, os.PathLike):
+        # As MLflow reads a path: a file store there. (pathlib only when needed: it costs
+        # import time.)
+        import pathlib
+
+        uri = pathlib.Path(uri).absolute().resolve().as_uri()
     _tracking_uri = uri
     if uri is None:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
