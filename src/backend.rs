@@ -56,6 +56,13 @@ pub trait Backend: Send {
     fn insert_metrics(&mut self, rows: &[MetricRow<'_>]) -> Result<()>;
     fn get_metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>>;
 
+    /// The history as columns, in `get_metric_history`'s order.
+    fn metric_series(&self, run_id: &str, key: &str) -> Result<crate::series::Series> {
+        Ok(crate::series::Series::from_metrics(
+            self.get_metric_history(run_id, key)?,
+        ))
+    }
+
     /// `false`: metric commits from now on need only be visible to other readers, not on
     /// disk, until `true` again. Nothing for a tracking server, whose answer is both.
     fn set_durable(&mut self, _durable: bool) -> Result<()> {

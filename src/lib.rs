@@ -17,6 +17,7 @@ pub mod rest_store;
 pub mod runs;
 pub mod schema;
 pub mod search;
+pub mod series;
 pub mod spool;
 pub mod sqlite_library;
 pub mod store;

@@ -975,6 +975,23 @@ impl Backend for Store {
         Ok(())
     }
 
+    fn metric_series(&self, run_id: &str, key: &str) -> Result<crate::series::Series> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT timestamp, step, value, is_nan FROM metrics \
+             WHERE run_uuid = ?1 AND key = ?2 ORDER BY timestamp, step, value",
+        )?;
+        let mut series = crate::series::Series::default();
+        let mut rows = stmt.query(params![run_id, key])?;
+        while let Some(row) = rows.next()? {
+            series.push(
+                row.get(0)?,
+                row.get(1)?,
+                stored_metric_value(row.get(2)?, row.get(3)?),
+            );
+        }
+        Ok(series)
+    }
+
     fn get_metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT key, value, timestamp, step, is_nan FROM metrics \

@@ -454,6 +454,18 @@ def get_run(run_id) -> Run:
     return _client().get_run(run_id)
 
 
+def get_metric_history_frame(run_id, key):
+    """Every point of ``key`` in ``run_id`` as a pandas DataFrame (timestamp, step, value),
+    built from columns without an object per point."""
+    return _client().get_metric_history(run_id, key, output_format="pandas")
+
+
+def get_metric_history_sampled(run_id, key, max_points=320, start_step=None, end_step=None):
+    """At most ``max_points`` points of ``key`` that keep the curve's shape for a plot (see
+    ``MlflowClient.get_metric_history_sampled``)."""
+    return _client().get_metric_history_sampled(run_id, key, max_points, start_step, end_step)
+
+
 def delete_run(run_id) -> None:
     _client().delete_run(run_id)
 

@@ -17,6 +17,7 @@ use crate::process;
 use crate::rest_store::RestStore;
 use crate::runs::RunSlot;
 use crate::search;
+use crate::series;
 use crate::spool::{self, RunEvent};
 use crate::validation::{self, Checked, KeyKind};
 use crate::writer::{Engine, MetricRecord, Msg, Options, WriterState};
@@ -985,6 +986,75 @@ impl Tracker {
             s.store.get_metric_history(&run_id, &key)
         })?;
         Ok(history.into_iter().map(metric_tuple).collect())
+    }
+
+    /// The history as packed little-endian columns (timestamps, steps, values) and whether
+    /// every timestamp and step is whole (i64 columns; f64 otherwise): no object per point.
+    fn get_metric_columns(
+        &self,
+        py: Python<'_>,
+        run_id: String,
+        key: String,
+    ) -> PyResult<(Py<PyBytes>, Py<PyBytes>, Py<PyBytes>, bool)> {
+        let engine = self.engine(py)?;
+        let series = run_job(py, &engine, move |s| {
+            s.write_pending()?;
+            s.store.metric_series(&run_id, &key)
+        })?;
+        let whole = series
+            .timestamps
+            .iter()
+            .chain(series.steps.iter())
+            .all(|n| n.as_int().is_some());
+        let packed = |numbers: &[Number]| -> Vec<u8> {
+            numbers
+                .iter()
+                .flat_map(|n| match (whole, *n) {
+                    (true, Number::Int(i)) => i.to_le_bytes(),
+                    (_, Number::Int(i)) => (i as f64).to_le_bytes(),
+                    (_, Number::Real(r)) => r.to_le_bytes(),
+                })
+                .collect()
+        };
+        let values: Vec<u8> = series.values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        Ok((
+            PyBytes::new(py, &packed(&series.timestamps)).unbind(),
+            PyBytes::new(py, &packed(&series.steps)).unbind(),
+            PyBytes::new(py, &values).unbind(),
+            whole,
+        ))
+    }
+
+    /// At most `max_points` points of the history, in step order, that keep the curve's
+    /// shape (see `series::sample`); steps outside `[first_step, last_step]` are left out.
+    #[pyo3(signature = (run_id, key, max_points, first_step=None, last_step=None))]
+    fn get_metric_history_sampled(
+        &self,
+        py: Python<'_>,
+        run_id: String,
+        key: String,
+        max_points: usize,
+        first_step: Option<i64>,
+        last_step: Option<i64>,
+    ) -> PyResult<Vec<MetricTuple>> {
+        let engine = self.engine(py)?;
+        let metric_key = key.clone();
+        let sampled = run_job(py, &engine, move |s| {
+            s.write_pending()?;
+            let series = s.store.metric_series(&run_id, &key)?.by_step();
+            let inside = series.select(&series::within_steps(&series, first_step, last_step));
+            Ok(inside.select(&series::sample(&inside, max_points)))
+        })?;
+        Ok((0..sampled.len())
+            .map(|i| {
+                (
+                    metric_key.clone(),
+                    sampled.values[i],
+                    sampled.timestamps[i],
+                    sampled.steps[i],
+                )
+            })
+            .collect())
     }
 
     /// Queues a packet shipped by another process's outbox (see `outbox`). Every point is

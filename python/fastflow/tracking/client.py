@@ -402,8 +402,22 @@ class MlflowClient:
         token = _search.token_for(offset + max_results) if len(rows) > max_results else None
         return _search.PagedList([Run._from_row(r) for r in rows[:max_results]], token)
 
-    def get_metric_history(self, run_id, key):
-        """Every point of ``key`` in ``run_id``, ordered by timestamp, step and value."""
+    def get_metric_history(self, run_id, key, output_format="list"):
+        """Every point of ``key`` in ``run_id``, ordered by timestamp, step and value: a list
+        of ``Metric`` (MLflow's), or columns without an object per point:
+        ``output_format="numpy"`` gives ``{"timestamp", "step", "value"}`` arrays, ``"pandas"``
+        a DataFrame of those columns."""
+        if output_format == "numpy":
+            return self._metric_columns(run_id, key)
+        if output_format == "pandas":
+            import pandas as pd
+
+            return pd.DataFrame(self._metric_columns(run_id, key))
+        if output_format != "list":
+            raise MlflowException(
+                f"Unsupported output format: {output_format!r}; use 'list', 'numpy' or 'pandas'.",
+                error_code=INVALID_PARAMETER_VALUE,
+            )
         # A long history makes millions of objects that hold no cycles: pausing the cycle
         # collector while they are made halves the time.
         was_enabled = gc.isenabled()
@@ -416,6 +430,39 @@ class MlflowClient:
         finally:
             if was_enabled:
                 gc.enable()
+
+    def _metric_columns(self, run_id, key):
+        import numpy as np
+
+        _fastflow._check_run_id(run_id)
+        timestamps, steps, values, whole = self._tracker.get_metric_columns(run_id, key)
+        kind = "<i8" if whole else "<f8"
+        return {
+            "timestamp": np.frombuffer(timestamps, dtype=kind),
+            "step": np.frombuffer(steps, dtype=kind),
+            "value": np.frombuffer(values, dtype="<f8"),
+        }
+
+    def get_metric_history_sampled(
+        self, run_id, key, max_points=320, start_step=None, end_step=None
+    ) -> list[Metric]:
+        """At most ``max_points`` points of ``key``, in step order, that keep the shape of
+        the curve for a plot: consecutive buckets each keep their first, last, lowest and
+        highest point and their first NaN, so the series' minimum and maximum are always
+        there. Steps outside ``[start_step, end_step]`` are left out."""
+        _fastflow._check_run_id(run_id)
+        if not isinstance(max_points, int) or isinstance(max_points, bool) or max_points < 1:
+            raise MlflowException(
+                f"Invalid value {max_points!r} for parameter 'max_points': it must be a "
+                "positive integer.",
+                error_code=INVALID_PARAMETER_VALUE,
+            )
+        return [
+            Metric(k, v, ts, step)
+            for k, v, ts, step in self._tracker.get_metric_history_sampled(
+                run_id, key, max_points, start_step, end_step
+            )
+        ]
 
     def flush(self) -> None:
         self._tracker.flush()

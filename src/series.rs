@@ -1,0 +1,210 @@
+//! One metric's history as columns (no object per point), and the sample of it a plot needs.
+
+use crate::entities::{Metric, Number};
+
+/// Points of one metric of one run, column by column.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Series {
+    pub timestamps: Vec<Number>,
+    pub steps: Vec<Number>,
+    pub values: Vec<f64>,
+}
+
+impl Series {
+    pub fn with_capacity(capacity: usize) -> Series {
+        Series {
+            timestamps: Vec::with_capacity(capacity),
+            steps: Vec::with_capacity(capacity),
+            values: Vec::with_capacity(capacity),
+        }
+    }
+
+    pub fn push(&mut self, timestamp: Number, step: Number, value: f64) {
+        self.timestamps.push(timestamp);
+        self.steps.push(step);
+        self.values.push(value);
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    pub fn from_metrics(metrics: Vec<Metric>) -> Series {
+        let mut series = Series::with_capacity(metrics.len());
+        for metric in metrics {
+            series.push(metric.timestamp, metric.step, metric.value);
+        }
+        series
+    }
+
+    /// The same points ordered by step, then timestamp (a plot's x axis).
+    pub fn by_step(self) -> Series {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.sort_by(|&a, &b| {
+            self.steps[a]
+                .cmp_value(self.steps[b])
+                .then(self.timestamps[a].cmp_value(self.timestamps[b]))
+        });
+        if order.iter().enumerate().all(|(at, &index)| at == index) {
+            return self;
+        }
+        let mut sorted = Series::with_capacity(self.len());
+        for index in order {
+            sorted.push(
+                self.timestamps[index],
+                self.steps[index],
+                self.values[index],
+            );
+        }
+        sorted
+    }
+
+    pub fn select(&self, indices: &[usize]) -> Series {
+        let mut out = Series::with_capacity(indices.len());
+        for &index in indices {
+            out.push(
+                self.timestamps[index],
+                self.steps[index],
+                self.values[index],
+            );
+        }
+        out
+    }
+}
+
+/// At most `max_points` of a step-ordered series that keep the shape of its curve: the
+/// points are cut into consecutive buckets, and each bucket keeps its first and last point,
+/// its lowest and highest value (infinities included) and its first NaN. The series' own
+/// minimum and maximum are therefore always kept. Returns indices in step order.
+pub fn sample(series: &Series, max_points: usize) -> Vec<usize> {
+    let count = series.len();
+    if count <= max_points {
+        return (0..count).collect();
+    }
+    if max_points == 0 {
+        return Vec::new();
+    }
+    let has_nan = series.values.iter().any(|v| v.is_nan());
+    let per_bucket = if has_nan { 5 } else { 4 };
+    let buckets = (max_points / per_bucket).max(1);
+    let mut kept = Vec::with_capacity(buckets * per_bucket);
+    for bucket in 0..buckets {
+        let start = bucket * count / buckets;
+        let end = (bucket + 1) * count / buckets;
+        if start == end {
+            continue;
+        }
+        let mut chosen = [start, end - 1, usize::MAX, usize::MAX, usize::MAX];
+        let (mut low, mut high) = (f64::INFINITY, f64::NEG_INFINITY);
+        for (index, &value) in series.values[start..end].iter().enumerate() {
+            let index = start + index;
+            if value.is_nan() {
+                if chosen[4] == usize::MAX {
+                    chosen[4] = index;
+                }
+                continue;
+            }
+            if chosen[2] == usize::MAX || value < low {
+                low = value;
+                chosen[2] = index;
+            }
+            if chosen[3] == usize::MAX || value > high {
+                high = value;
+                chosen[3] = index;
+            }
+        }
+        let mut chosen: Vec<usize> = chosen.into_iter().filter(|&i| i != usize::MAX).collect();
+        chosen.sort_unstable();
+        chosen.dedup();
+        kept.extend(chosen);
+    }
+    // A point at the edge of the budget may be cut: the extremes stay.
+    if kept.len() > max_points {
+        kept.truncate(max_points);
+    }
+    kept
+}
+
+/// Indices of the points whose step lies in `[first, last]` (either end open).
+pub fn within_steps(series: &Series, first: Option<i64>, last: Option<i64>) -> Vec<usize> {
+    let inside = |step: Number| {
+        let step = match step {
+            Number::Int(i) => i as f64,
+            Number::Real(r) => r,
+        };
+        first.is_none_or(|f| step >= f as f64) && last.is_none_or(|l| step <= l as f64)
+    };
+    (0..series.len())
+        .filter(|&i| inside(series.steps[i]))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(values: &[f64]) -> Series {
+        let mut s = Series::default();
+        for (i, &v) in values.iter().enumerate() {
+            s.push(Number::Int(1000 + i as i64), Number::Int(i as i64), v);
+        }
+        s
+    }
+
+    #[test]
+    fn a_short_series_is_kept_whole() {
+        assert_eq!(sample(&series(&[1.0, 2.0, 3.0]), 320), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn the_sample_keeps_extremes_ends_and_stays_within_budget() {
+        let values: Vec<f64> = (0..1_000_000)
+            .map(|i| ((i as f64) / 1000.0).sin() * (i as f64))
+            .collect();
+        let mut values = values;
+        values[123_457] = 9e12;
+        values[777_777] = -9e12;
+        let s = series(&values);
+        for budget in [320, 2000] {
+            let kept = sample(&s, budget);
+            assert!(kept.len() <= budget);
+            assert!(kept.windows(2).all(|w| w[0] < w[1]));
+            assert!(kept.contains(&0) && kept.contains(&(values.len() - 1)));
+            assert!(kept.contains(&123_457) && kept.contains(&777_777));
+        }
+    }
+
+    #[test]
+    fn nan_and_infinities_are_kept() {
+        let mut values = vec![1.0; 10_000];
+        values[10] = f64::NAN;
+        values[5000] = f64::INFINITY;
+        values[7000] = f64::NEG_INFINITY;
+        let kept = sample(&series(&values), 100);
+        assert!(kept.len() <= 100);
+        for index in [10, 5000, 7000] {
+            assert!(kept.contains(&index), "{index} missing");
+        }
+    }
+
+    #[test]
+    fn points_are_ordered_by_step_then_timestamp() {
+        let mut s = Series::default();
+        s.push(Number::Int(5), Number::Int(2), 1.0);
+        s.push(Number::Int(1), Number::Int(3), 2.0);
+        s.push(Number::Int(3), Number::Int(1), 3.0);
+        assert_eq!(s.by_step().values, vec![3.0, 1.0, 2.0]);
+    }
+
+    #[test]
+    fn step_ranges_select_inclusively() {
+        let s = series(&[0.0; 10]);
+        assert_eq!(within_steps(&s, Some(3), Some(5)), vec![3, 4, 5]);
+        assert_eq!(within_steps(&s, None, Some(1)), vec![0, 1]);
+        assert_eq!(within_steps(&s, Some(8), None), vec![8, 9]);
+    }
+}
