@@ -43,6 +43,8 @@ type RunInfoTuple = (
     String,
 );
 type MetricTuple = (String, f64, Number, Number);
+/// Packed timestamps, steps and values, and whether timestamps and steps are whole.
+type MetricColumns = (Py<PyBytes>, Py<PyBytes>, Py<PyBytes>, bool);
 type RunTuple = (
     RunInfoTuple,
     Vec<MetricTuple>,
@@ -995,7 +997,7 @@ impl Tracker {
         py: Python<'_>,
         run_id: String,
         key: String,
-    ) -> PyResult<(Py<PyBytes>, Py<PyBytes>, Py<PyBytes>, bool)> {
+    ) -> PyResult<MetricColumns> {
         let engine = self.engine(py)?;
         let series = run_job(py, &engine, move |s| {
             s.write_pending()?;
