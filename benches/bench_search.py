@@ -22,6 +22,7 @@ was not met.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sqlite3
@@ -65,6 +66,11 @@ HISTORY_KEY = "loss"
 METRICS_PER_RUN = 20
 PARAMS_PER_RUN = 10
 HISTORY_CHUNK = 1_000
+READ_MODES = ("raw", "columns", "sampled-320", "sampled-2000")
+# Targets of the reads against the sqlite3 floor (fetchall of the same rows).
+LIST_OVER_FLOOR = 1.1
+COLUMNS_OVER_FLOOR = 0.5
+SAMPLE_SECONDS = 0.050
 # MLflow's ceiling for a pandas search_runs: every run of the experiment fits under it.
 SEARCH_MAX_RESULTS = 100_000
 FILTER = "metrics.m0 > 0.5 AND params.p0 = 'v1'"
@@ -268,22 +274,83 @@ def check_history(tool: str, history: list, points: int) -> None:
         )
 
 
+def _raw_history(path: str, run_id: str) -> list:
+    """The floor: Python's sqlite3 fetching the rows get_metric_history reads, in its order."""
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(
+            "SELECT key, value, timestamp, step, is_nan FROM metrics "
+            "WHERE run_uuid = ? AND key = ? ORDER BY timestamp, step, value",
+            (run_id, HISTORY_KEY),
+        ).fetchall()
+    finally:
+        conn.close()
+
+
+def check_columns(columns: dict, points: int) -> None:
+    total = points * (points - 1) // 2
+    if len(columns["value"]) != points or int(columns["step"].sum()) != total:
+        raise BenchError(f"fastflow's columns hold {len(columns['value']):,} points")
+    if float(columns["value"].sum()) != float(total):
+        raise BenchError("fastflow's columns: the values do not add up")
+
+
+def check_sample(sample: list, budget: int, points: int) -> None:
+    values = [m.value for m in sample]
+    if not 0 < len(sample) <= budget or 0.0 not in values or float(points - 1) not in values:
+        raise BenchError(f"a sample of {len(sample)} points lacks the series' extremes")
+
+
 def worker_history(
-    workdir: str, tool: str, uri: str, run_id: str, trials: int, points: int
+    workdir: str, tool: str, uri: str, run_id: str, trials: int, points: int, mode: str = "list"
 ) -> dict:
-    client = tracking_client(tool, uri)
+    """``mode``: "list" (the tool's get_metric_history), "raw" (sqlite3 fetchall, the
+    floor), "columns" (fastflow's numpy columns) or "sampled-N" (fastflow's sample of N)."""
+    path = uri[len("sqlite:///") :]
+    if mode == "raw":
+        read = functools.partial(_raw_history, path, run_id)
+
+        def check(rows):
+            if len(rows) != points:
+                raise BenchError(f"sqlite3 fetched {len(rows):,} rows")
+
+    elif mode == "columns":
+        client = tracking_client(tool, uri)
+        read = functools.partial(
+            client.get_metric_history, run_id, HISTORY_KEY, output_format="numpy"
+        )
+        import numpy  # noqa: F401  (imported outside the clock)
+
+        def check(columns):
+            check_columns(columns, points)
+
+    elif mode.startswith("sampled-"):
+        client = tracking_client(tool, uri)
+        budget = int(mode.split("-", 1)[1])
+        read = functools.partial(client.get_metric_history_sampled, run_id, HISTORY_KEY, budget)
+
+        def check(sample):
+            check_sample(sample, budget, points)
+
+    else:
+        client = tracking_client(tool, uri)
+        read = functools.partial(client.get_metric_history, run_id, HISTORY_KEY)
+
+        def check(history):
+            check_history(tool, history, points)
+
     # Warm-up: the first call opens the store and fills the page cache.
-    history = client.get_metric_history(run_id, HISTORY_KEY)
-    check_history(tool, history, points)
+    result = read()
+    check(result)
     seconds = []
     for _ in range(trials):
-        # Freeing the previous list is not part of the next call.
-        del history
+        # Freeing the previous result is not part of the next call.
+        del result
         start = time.perf_counter()
-        history = client.get_metric_history(run_id, HISTORY_KEY)
+        result = read()
         seconds.append(time.perf_counter() - start)
-        check_history(tool, history, points)
-    return {"seconds": seconds, "points": len(history), "version": tool_version(tool)}
+        check(result)
+    return {"seconds": seconds, "points": points, "version": tool_version(tool)}
 
 
 WORKERS: dict[str, Callable[..., dict]] = {
@@ -329,6 +396,8 @@ class Results:
     search: dict = field(default_factory=lambda: {case: {} for case in CASES})
     # By tool: a worker's result.
     history: dict = field(default_factory=dict)
+    # fastflow's other ways to read a history, and the sqlite3 floor ("raw"), by mode.
+    reads: dict = field(default_factory=dict)
 
 
 def build_stores(plan: Plan, root: str) -> Stores:
@@ -435,6 +504,23 @@ def measure(plan: Plan, root: str, errors: dict) -> Results:
             )
 
         attempt(f"{tool}: get_metric_history ({plan.history_points:,} points), {trials} x", history)
+
+    for mode in READ_MODES:
+        trials = plan.ff_history_trials
+
+        def read(mode=mode, trials=trials) -> None:
+            res.reads[mode] = run_worker(
+                root,
+                "history",
+                tool="fastflow",
+                uri=stores.history_uri,
+                run_id=stores.run_id,
+                trials=trials,
+                points=plan.history_points,
+                mode=mode,
+            )
+
+        attempt(f"history read ({mode}, {plan.history_points:,} points), {trials} x", read)
     return res
 
 
@@ -478,12 +564,57 @@ def build_rows(plan: Plan, res: Results) -> tuple:
         "get_metric_history",
         res.history,
     )
+
+    def seconds_of(out):
+        return median(out["seconds"]) if out else None
+
+    floor = seconds_of(res.reads.get("raw"))
+    for label, out, most in (
+        (
+            "get_metric_history (list) vs sqlite3 fetchall**",
+            res.history.get("fastflow"),
+            LIST_OVER_FLOOR,
+        ),
+        (
+            "get_metric_history columns vs sqlite3 fetchall**",
+            res.reads.get("columns"),
+            COLUMNS_OVER_FLOOR,
+        ),
+    ):
+        ours = seconds_of(out)
+        over = quotient(ours, floor)
+        result = verdict(over <= most) if over is not None else ERR
+        targets.append((label.rstrip("*"), result))
+        rows.append(
+            (
+                label,
+                cell(ours, fmt_seconds),
+                cell(floor, fmt_seconds),
+                cell(quotient(floor, ours), fmt_ratio),
+                f"<= {most}x floor",
+                result,
+            )
+        )
+    for budget in (320, 2000):
+        ours = seconds_of(res.reads.get(f"sampled-{budget}"))
+        result = verdict(ours < SAMPLE_SECONDS) if ours is not None else ERR
+        label = f"get_metric_history_sampled to {budget} points"
+        targets.append((label, result))
+        rows.append(
+            (label, cell(ours, fmt_seconds), "-", "-", f"< {SAMPLE_SECONDS * 1e3:.0f} ms", result)
+        )
     return rows, targets
 
 
 def footnotes() -> list:
     """Notes, each a list of lines that starts with the asterisks marking its rows."""
-    return [[f'* filter_string="{FILTER}", order_by={ORDER_BY}']]
+    return [
+        [f'* filter_string="{FILTER}", order_by={ORDER_BY}'],
+        [
+            "** the MLflow column holds the floor here: Python's sqlite3 fetchall of the same",
+            "rows in the same order; ratio = floor time / fastflow time.",
+        ],
+    ]
 
 
 def details(plan: Plan, res: Results) -> list:

@@ -63,6 +63,11 @@ pub trait Backend: Send {
         ))
     }
 
+    /// The history as columns, by step and then timestamp (a plot's order).
+    fn metric_series_by_step(&self, run_id: &str, key: &str) -> Result<crate::series::Series> {
+        Ok(self.metric_series(run_id, key)?.by_step())
+    }
+
     /// `false`: metric commits from now on need only be visible to other readers, not on
     /// disk, until `true` again. Nothing for a tracking server, whose answer is both.
     fn set_durable(&mut self, _durable: bool) -> Result<()> {

@@ -1,5 +1,7 @@
 //! One metric's history as columns (no object per point), and the sample of it a plot needs.
 
+use std::cmp::Ordering;
+
 use crate::entities::{Metric, Number};
 
 /// Points of one metric of one run, column by column.
@@ -43,24 +45,33 @@ impl Series {
 
     /// The same points ordered by step, then timestamp (a plot's x axis).
     pub fn by_step(self) -> Series {
-        let mut order: Vec<usize> = (0..self.len()).collect();
-        order.sort_by(|&a, &b| {
-            self.steps[a]
-                .cmp_value(self.steps[b])
-                .then(self.timestamps[a].cmp_value(self.timestamps[b]))
-        });
-        if order.iter().enumerate().all(|(at, &index)| at == index) {
+        self.sorted_by(|s, a, b| {
+            s.steps[a]
+                .cmp_value(s.steps[b])
+                .then(s.timestamps[a].cmp_value(s.timestamps[b]))
+        })
+    }
+
+    /// The same points in MLflow's history order: timestamp, step, value.
+    pub fn by_time(self) -> Series {
+        self.sorted_by(|s, a, b| {
+            s.timestamps[a]
+                .cmp_value(s.timestamps[b])
+                .then(s.steps[a].cmp_value(s.steps[b]))
+                .then(as_stored(s.values[a]).total_cmp(&as_stored(s.values[b])))
+        })
+    }
+
+    /// Already in order (the usual case: a metric's timestamps grow with its steps) costs
+    /// one pass and no copy.
+    fn sorted_by(self, order: impl Fn(&Series, usize, usize) -> Ordering) -> Series {
+        let in_order = (1..self.len()).all(|i| order(&self, i - 1, i) != Ordering::Greater);
+        if in_order {
             return self;
         }
-        let mut sorted = Series::with_capacity(self.len());
-        for index in order {
-            sorted.push(
-                self.timestamps[index],
-                self.steps[index],
-                self.values[index],
-            );
-        }
-        sorted
+        let mut indices: Vec<usize> = (0..self.len()).collect();
+        indices.sort_by(|&a, &b| order(&self, a, b));
+        self.select(&indices)
     }
 
     pub fn select(&self, indices: &[usize]) -> Series {
@@ -73,6 +84,15 @@ impl Series {
             );
         }
         out
+    }
+}
+
+/// The value SQL orders a NaN point by: MLflow stores it as 0 with `is_nan` set.
+fn as_stored(value: f64) -> f64 {
+    if value.is_nan() {
+        0.0
+    } else {
+        value
     }
 }
 

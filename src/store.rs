@@ -976,9 +976,15 @@ impl Backend for Store {
     }
 
     fn metric_series(&self, run_id: &str, key: &str) -> Result<crate::series::Series> {
+        Ok(self.metric_series_by_step(run_id, key)?.by_time())
+    }
+
+    fn metric_series_by_step(&self, run_id: &str, key: &str) -> Result<crate::series::Series> {
+        // In the order of MLflow's (run_uuid, key, step) index: SQLite sorts nothing, and
+        // the few points of one step are put in timestamp order afterwards.
         let mut stmt = self.conn.prepare_cached(
             "SELECT timestamp, step, value, is_nan FROM metrics \
-             WHERE run_uuid = ?1 AND key = ?2 ORDER BY timestamp, step, value",
+             WHERE run_uuid = ?1 AND key = ?2 ORDER BY step",
         )?;
         let mut series = crate::series::Series::default();
         let mut rows = stmt.query(params![run_id, key])?;
@@ -989,7 +995,7 @@ impl Backend for Store {
                 stored_metric_value(row.get(2)?, row.get(3)?),
             );
         }
-        Ok(series)
+        Ok(series.by_step())
     }
 
     fn get_metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>> {

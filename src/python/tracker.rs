@@ -43,6 +43,8 @@ type RunInfoTuple = (
     String,
 );
 type MetricTuple = (String, f64, Number, Number);
+/// A history point with its key shared by every point of the history.
+type HistoryPoint = (Py<PyString>, f64, Number, Number);
 /// Packed timestamps, steps and values, and whether timestamps and steps are whole.
 type MetricColumns = (Py<PyBytes>, Py<PyBytes>, Py<PyBytes>, bool);
 type RunTuple = (
@@ -981,13 +983,25 @@ impl Tracker {
         py: Python<'_>,
         run_id: String,
         key: String,
-    ) -> PyResult<Vec<MetricTuple>> {
+    ) -> PyResult<Vec<HistoryPoint>> {
         let engine = self.engine(py)?;
-        let history = run_job(py, &engine, move |s| {
+        let metric_key = key.clone();
+        let series = run_job(py, &engine, move |s| {
             s.write_pending()?;
-            s.store.get_metric_history(&run_id, &key)
+            s.store.metric_series(&run_id, &key)
         })?;
-        Ok(history.into_iter().map(metric_tuple).collect())
+        // One key string for every point, not one read from SQLite per row.
+        let shared_key = PyString::new(py, &metric_key).unbind();
+        Ok((0..series.len())
+            .map(|i| {
+                (
+                    shared_key.clone_ref(py),
+                    series.values[i],
+                    series.timestamps[i],
+                    series.steps[i],
+                )
+            })
+            .collect())
     }
 
     /// The history as packed little-endian columns (timestamps, steps, values) and whether
@@ -1043,7 +1057,7 @@ impl Tracker {
         let metric_key = key.clone();
         let sampled = run_job(py, &engine, move |s| {
             s.write_pending()?;
-            let series = s.store.metric_series(&run_id, &key)?.by_step();
+            let series = s.store.metric_series_by_step(&run_id, &key)?;
             let inside = series.select(&series::within_steps(&series, first_step, last_step));
             Ok(inside.select(&series::sample(&inside, max_points)))
         })?;
