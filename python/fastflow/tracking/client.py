@@ -631,7 +631,8 @@ class MlflowClient:
             self.set_tag(run_id, _LOGGED_ARTIFACTS_TAG, json.dumps(tables))
 
     def _store_table_images(self, run_id, data, artifact_file):
-        """``data`` with each column of images replaced by references to their logged files."""
+        """``data`` with each column of images replaced by references to their logged files
+        (in place, as MLflow does)."""
         from pandas.api.types import is_object_dtype
 
         # Images can only be in columns of Python objects.
@@ -651,7 +652,6 @@ class MlflowClient:
                 "compressed_filepath": stem + ".webp",
             }
 
-        stored = data
         for column in data.columns:
             is_image = data[column].map(_media.looks_like_image)
             if any(is_image) and not all(is_image):
@@ -660,11 +660,10 @@ class MlflowClient:
                     "Please ensure that all elements in the column are of the same type."
                 )
             if all(is_image):
-                if stored is data:
-                    # The caller's DataFrame keeps its images.
-                    stored = data.copy()
-                stored[column] = data[column].map(store)
-        return stored
+                # In the caller's DataFrame, as MLflow does: afterwards it holds the
+                # references to the logged files, not the images.
+                data[column] = data[column].map(store)
+        return data
 
     def load_table(self, experiment_id, artifact_file, run_ids=None, extra_columns=None):
         """The rows of table ``artifact_file`` from every run of the experiment that logged

@@ -199,3 +199,21 @@ def client_log_artifact_and_text(mlflow, call):
     call(client.log_dict, run.info.run_id, {"a": 1}, "d.json")
     call(client.log_artifacts, run.info.run_id, os.path.join(root, "folder"))
     _tree(mlflow, call, run.info.run_id)
+
+
+@scenario
+def log_table_with_images_in_a_dataframe(mlflow, call):
+    import numpy as np
+    import pandas as pd
+
+    pixels = np.zeros((4, 4, 3), dtype=np.uint8)
+    frame = pd.DataFrame({"name": ["a", "b"], "image": [mlflow.Image(pixels)] * 2})
+    with mlflow.start_run():
+        call(mlflow.log_table, frame, "images.json")
+    # What the caller's DataFrame holds afterwards (file names are random: only their shape).
+    call(
+        lambda: [
+            sorted(cell) if isinstance(cell, dict) else type(cell).__name__
+            for cell in frame["image"]
+        ]
+    )

@@ -352,3 +352,12 @@ def killed_right_after_flush(mlflow, call):
     with mlflow.start_run():
         call(mlflow.log_metric, "loss", 0.5, step=1)
         call.exit_right_after(mlflow.flush_async_logging)
+
+
+@scenario(differs="numpy-integers")
+def client_log_metric_float32_step_and_timestamp(mlflow, call):
+    client = mlflow.MlflowClient()
+    run = client.create_run("0")
+    call(client.log_metric, run.info.run_id, "m", 1.0, step=np.float32(2.0))
+    call(client.log_metric, run.info.run_id, "n", 1.0, timestamp=np.float32(5.0))
+    client.set_terminated(run.info.run_id)

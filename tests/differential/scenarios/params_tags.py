@@ -244,3 +244,12 @@ def params_and_tags_listed_in_logged_order(mlflow, call):
             mlflow.log_param(key, key)
             mlflow.set_tag(key, key)
     call(mlflow.get_run, run.info.run_id)
+
+
+@scenario(differs="bytes-tags")
+def client_log_batch_bytes_tag_value(mlflow, call):
+    client = mlflow.MlflowClient()
+    run = client.create_run("0")
+    call(client.log_batch, run.info.run_id, tags=[mlflow.entities.RunTag("t", b"xy")])
+    call(client.set_tag, run.info.run_id, "u", "text")
+    client.set_terminated(run.info.run_id)
