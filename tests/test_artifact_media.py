@@ -363,7 +363,7 @@ def test_image_columns_are_stored_as_mlflow_stores_them(mlflow, oracle, runs, tm
     )
     assert (preview.format, preview.size) == ("WEBP", (256, 256))
     assert len(oracle.list_artifacts(ours, "table_images/gen/images")) == 4
-    assert len(oracle.list_artifacts(ours, "table_images/kept")) == 2
+    assert len(oracle.list_artifacts(ours, "table_images/replaced")) == 2
 
 
 def test_bad_tables_raise_what_mlflow_raises(mlflow, oracle, runs):
