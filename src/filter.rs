@@ -114,16 +114,6 @@ pub enum Target {
     Experiments,
 }
 
-const RUN_STRING_ATTRIBUTES: &[&str] = &[
-    "run_id",
-    "run_name",
-    "user_id",
-    "status",
-    "artifact_uri",
-    "run name",
-    "Run name",
-    "Run Name",
-];
 const RUN_NUMERIC_ATTRIBUTES: &[&str] = &["start_time", "end_time", "created", "Created"];
 /// RunInfo's searchable attributes and the aliases MLflow accepts beside them.
 const RUN_SEARCHABLE_ATTRIBUTES: &[&str] = &[
@@ -137,17 +127,6 @@ const RUN_SEARCHABLE_ATTRIBUTES: &[&str] = &[
 ];
 const RUN_NUMERIC_ALIASES: &[&str] = &["created", "Created"];
 const RUN_STRING_ALIASES: &[&str] = &["run name", "Run name", "Run Name"];
-const RUN_ORDER_ATTRIBUTES: &[&str] = &[
-    "run_id",
-    "run_name",
-    "user_id",
-    "status",
-    "artifact_uri",
-    "start_time",
-    "end_time",
-    "created",
-    "Created",
-];
 const EXPERIMENT_ATTRIBUTES: &[&str] =
     &["name", "experiment_id", "creation_time", "last_update_time"];
 const EXPERIMENT_NUMERIC_ATTRIBUTES: &[&str] = &["creation_time", "last_update_time"];
@@ -497,8 +476,13 @@ fn identifier(text: &str, target: Target, ordering: bool) -> Result<(Entity, Str
     if entity == Entity::Attribute {
         let valid: &[&str] = match (target, ordering) {
             (Target::Experiments, _) => EXPERIMENT_ATTRIBUTES,
-            (Target::Runs, true) => RUN_ORDER_ATTRIBUTES,
-            (Target::Runs, false) => &[RUN_STRING_ATTRIBUTES, RUN_NUMERIC_ATTRIBUTES].concat(),
+            (Target::Runs, true) => &[RUN_SEARCHABLE_ATTRIBUTES, RUN_NUMERIC_ALIASES].concat(),
+            (Target::Runs, false) => &[
+                RUN_SEARCHABLE_ATTRIBUTES,
+                RUN_NUMERIC_ALIASES,
+                RUN_STRING_ALIASES,
+            ]
+            .concat(),
         };
         if !valid.contains(&key.as_str()) {
             let shown = match target {
