@@ -29,17 +29,29 @@ def _from_blob(raw: bytes):
     return raw
 
 
-def _blob_integers(value):
+_KEEP = object()
+
+
+def _rewrite(value, replace):
+    """``value`` with each part that ``replace`` maps to something (not ``_KEEP``) replaced,
+    through nested dicts and lists."""
+    replaced = replace(value)
+    if replaced is not _KEEP:
+        return replaced
+    if isinstance(value, dict):
+        return {k: _rewrite(v, replace) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rewrite(v, replace) for v in value]
+    return value
+
+
+def _blob_number(value):
     """MLflow's sqlite3 stores a numpy scalar as its raw bytes; read them as the number."""
     if isinstance(value, bytes) and len(value) in (4, 8):
         return _from_blob(value)
-    if isinstance(value, dict):
-        if set(value) == {"bytes"} and len(value["bytes"]) in (8, 16):
-            return _from_blob(bytes.fromhex(value["bytes"]))
-        return {k: _blob_integers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_blob_integers(v) for v in value]
-    return value
+    if isinstance(value, dict) and set(value) == {"bytes"} and len(value["bytes"]) in (8, 16):
+        return _from_blob(bytes.fromhex(value["bytes"]))
+    return _KEEP
 
 
 ON_PURPOSE["numpy-integers"] = OnPurpose(
@@ -49,7 +61,7 @@ ON_PURPOSE["numpy-integers"] = OnPurpose(
         "unconverted, which stores their raw bytes as a BLOB; get_metric_history then returns "
         "bytes and SQL ordering by step breaks. fastflow stores the number."
     ),
-    reconcile=lambda ours, theirs: (ours, _blob_integers(theirs)),
+    reconcile=lambda ours, theirs: (ours, _rewrite(theirs, _blob_number)),
 )
 
 
@@ -58,13 +70,7 @@ _FROZEN_MS = 1_700_000_000_000
 
 def _frozen_clock_as_now(value):
     """A timestamp MLflow took from a patched ``time.time`` reads as the time the scenario ran."""
-    if value == _FROZEN_MS and not isinstance(value, bool):
-        return "<now>"
-    if isinstance(value, dict):
-        return {k: _frozen_clock_as_now(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_frozen_clock_as_now(v) for v in value]
-    return value
+    return "<now>" if value == _FROZEN_MS and not isinstance(value, bool) else _KEEP
 
 
 ON_PURPOSE["clock"] = OnPurpose(
@@ -74,7 +80,10 @@ ON_PURPOSE["clock"] = OnPurpose(
         "back into Python; a patched time.time (freezegun, a test's monkeypatch) changes "
         "MLflow's metric timestamps and not fastflow's."
     ),
-    reconcile=lambda ours, theirs: (_frozen_clock_as_now(ours), _frozen_clock_as_now(theirs)),
+    reconcile=lambda ours, theirs: (
+        _rewrite(ours, _frozen_clock_as_now),
+        _rewrite(theirs, _frozen_clock_as_now),
+    ),
 )
 
 
