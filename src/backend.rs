@@ -64,8 +64,14 @@ pub trait Backend: Send {
     }
 
     /// The history as columns, by step and then timestamp (a plot's order).
-    fn metric_series_by_step(&self, run_id: &str, key: &str) -> Result<crate::series::Series> {
-        Ok(self.metric_series(run_id, key)?.by_step())
+    fn metric_series_by_step(
+        &self,
+        run_id: &str,
+        key: &str,
+    ) -> Result<std::sync::Arc<crate::series::Series>> {
+        Ok(std::sync::Arc::new(
+            self.metric_series(run_id, key)?.by_step(),
+        ))
     }
 
     /// `false`: metric commits from now on need only be visible to other readers, not on

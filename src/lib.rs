@@ -10,6 +10,7 @@ pub mod entities;
 pub mod error;
 pub mod filter;
 pub mod interner;
+pub mod lanes;
 pub mod outbox;
 pub mod process;
 pub mod rest;

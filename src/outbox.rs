@@ -98,11 +98,11 @@ impl Outbox {
                 None => idle_wait.saturating_sub(started.elapsed()),
             };
             match self.receiver.recv_timeout(wait) {
-                Ok(Msg::Metric(record)) => {
-                    self.push(record);
+                Ok(msg @ (Msg::Metric(_) | Msg::Block(_))) => {
+                    self.push_points(msg);
                     while self.pending.len() < PACKET_RECORDS {
                         match self.receiver.try_recv() {
-                            Ok(Msg::Metric(record)) => self.push(record),
+                            Ok(msg @ (Msg::Metric(_) | Msg::Block(_))) => self.push_points(msg),
                             Ok(Msg::Barrier { reply, .. }) => {
                                 return self.pack(vec![reply]).map(Drained::Packet)
                             }
@@ -141,6 +141,17 @@ impl Outbox {
     fn push(&mut self, record: MetricRecord) {
         self.first_pending_at.get_or_insert_with(Instant::now);
         self.pending.push(record);
+    }
+
+    fn push_points(&mut self, msg: Msg) {
+        match msg {
+            Msg::Metric(record) => self.push(record),
+            Msg::Block(block) => {
+                self.first_pending_at.get_or_insert_with(Instant::now);
+                self.pending.extend(block);
+            }
+            _ => {}
+        }
     }
 
     fn pack(&mut self, barriers: Vec<Sender<Result<()>>>) -> Result<Packet> {

@@ -5,7 +5,8 @@
 //! generation and never touches the old one again: the old state is leaked, not dropped.
 
 use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Once};
+use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use std::cell::RefCell;
@@ -25,6 +26,7 @@ pub struct Process {
     engines: Mutex<FxHashMap<String, Arc<Engine>>>,
     /// Engines that ship to another process instead of a store (see `outbox`).
     outboxes: Mutex<Vec<Arc<Engine>>>,
+    collector: Once,
 }
 
 static CURRENT: AtomicPtr<Process> = AtomicPtr::new(std::ptr::null_mut());
@@ -36,6 +38,7 @@ fn fresh(generation: u64) -> &'static Process {
         interner: Arc::new(Interner::default()),
         engines: Mutex::new(FxHashMap::default()),
         outboxes: Mutex::new(Vec::new()),
+        collector: Once::new(),
     }))
 }
 
@@ -133,7 +136,45 @@ pub fn start_new_generation() {
     );
 }
 
+/// How often the collector looks at the lanes while points arrive, and while none do: the
+/// longest a point logged by a thread that then stops logging waits before it moves on.
+const COLLECT_BUSY: Duration = Duration::from_millis(1);
+const COLLECT_IDLE: Duration = Duration::from_millis(5);
+/// Empty rounds after which the collector slows down to `COLLECT_IDLE`.
+const COLLECT_IDLE_AFTER: u32 = 100;
+
 impl Process {
+    /// Starts, once per process, the thread that moves points left in lanes (by threads
+    /// that stopped logging or exited) on to their engines.
+    pub fn start_collector(&'static self) {
+        self.collector.call_once(|| {
+            let spawned = thread::Builder::new()
+                .name("fastflow-collector".into())
+                .spawn(move || self.collect());
+            // Without it, lanes still move on when they fill, on every flush and at exit.
+            drop(spawned);
+        });
+    }
+
+    fn collect(&self) {
+        let mut empty_rounds = 0;
+        loop {
+            thread::sleep(if empty_rounds < COLLECT_IDLE_AFTER {
+                COLLECT_BUSY
+            } else {
+                COLLECT_IDLE
+            });
+            if generation() != self.generation {
+                return;
+            }
+            let mut moved = false;
+            for engine in self.engines() {
+                moved |= engine.collect_lanes();
+            }
+            empty_rounds = if moved { 0 } else { empty_rounds + 1 };
+        }
+    }
+
     /// The engine for the store `key` names, opening it with `open` on first use.
     pub fn engine(
         &self,

@@ -1,6 +1,9 @@
 //! One metric's history as columns (no object per point), and the sample of it a plot needs.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use crate::entities::{Metric, Number};
 
@@ -161,6 +164,72 @@ pub fn within_steps(series: &Series, first: Option<i64>, last: Option<i64>) -> V
     (0..series.len())
         .filter(|&i| inside(series.steps[i]))
         .collect()
+}
+
+/// Histories read lately, by (run, key), kept in step order so that a plot's sample of a
+/// long series needs no read from the store. Bounded by points; the least recently read
+/// series go first. The owner empties it when someone else changed the store, and drops a
+/// series when it writes points of it.
+/// A series and when it was last read.
+type Cached = (Arc<Series>, u64);
+
+#[derive(Default)]
+pub struct SeriesCache {
+    entries: FxHashMap<(Box<str>, Box<str>), Cached>,
+    points: usize,
+    reads: u64,
+}
+
+/// About 40 bytes a point: 100 MB at most.
+pub const CACHED_POINTS: usize = 2_500_000;
+
+impl SeriesCache {
+    pub fn get(&mut self, run_id: &str, key: &str) -> Option<Arc<Series>> {
+        self.reads += 1;
+        let reads = self.reads;
+        let (series, used) = self.entries.get_mut(&(run_id.into(), key.into()))?;
+        *used = reads;
+        Some(series.clone())
+    }
+
+    pub fn put(&mut self, run_id: &str, key: &str, series: Arc<Series>) {
+        if series.len() > CACHED_POINTS {
+            return;
+        }
+        self.forget(run_id, key);
+        self.points += series.len();
+        while self.points > CACHED_POINTS {
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some((gone, _)) = self.entries.remove(&oldest) {
+                self.points -= gone.len();
+            }
+        }
+        self.reads += 1;
+        self.entries
+            .insert((run_id.into(), key.into()), (series, self.reads));
+    }
+
+    pub fn forget(&mut self, run_id: &str, key: &str) {
+        if let Some((gone, _)) = self.entries.remove(&(run_id.into(), key.into())) {
+            self.points -= gone.len();
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.points = 0;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }
 
 #[cfg(test)]

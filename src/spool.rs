@@ -242,6 +242,12 @@ impl Journal {
                     self.define(&mut buf, record.run, record.key, interner, runs);
                     encode(&mut records, record);
                 }
+                Msg::Block(block) => {
+                    for record in block {
+                        self.define(&mut buf, record.run, record.key, interner, runs);
+                        encode(&mut records, record);
+                    }
+                }
                 Msg::Run(event) => {
                     self.define_run(&mut buf, event.run, runs);
                     frame(&mut buf, LIFECYCLE, |out| {

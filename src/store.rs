@@ -4,7 +4,9 @@
 //! two processes never hold read locks that both wait to upgrade (SQLite would fail one of
 //! them at once instead of waiting out the busy timeout).
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{
@@ -20,6 +22,7 @@ use crate::entities::{
 use crate::error::{Error, Result};
 use crate::schema;
 use crate::search;
+use crate::series::{Series, SeriesCache};
 use crate::validation::{self, python_repr};
 
 /// MLflow's busy timeout; `FASTFLOW_BUSY_TIMEOUT_MS` overrides it.
@@ -55,6 +58,9 @@ pub struct Store {
     durable: bool,
     /// A commit at NORMAL left WAL frames the disk may not hold yet.
     unsynced: bool,
+    /// Histories read lately, valid while `PRAGMA data_version` (changed by other
+    /// connections' commits) stays as it was when they were read.
+    series: RefCell<(i64, SeriesCache)>,
 }
 
 fn run_not_found(run_id: &str) -> Error {
@@ -180,7 +186,27 @@ impl Store {
             wal,
             durable: true,
             unsynced: false,
+            series: RefCell::default(),
         })
+    }
+
+    /// A history in the order of MLflow's (run_uuid, key, step) index: SQLite sorts
+    /// nothing, and the few points of one step are put in timestamp order afterwards.
+    fn read_series_by_step(&self, run_id: &str, key: &str) -> Result<Series> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT timestamp, step, value, is_nan FROM metrics \
+             WHERE run_uuid = ?1 AND key = ?2 ORDER BY step",
+        )?;
+        let mut series = Series::default();
+        let mut rows = stmt.query(params![run_id, key])?;
+        while let Some(row) = rows.next()? {
+            series.push(
+                row.get(0)?,
+                row.get(1)?,
+                stored_metric_value(row.get(2)?, row.get(3)?),
+            );
+        }
+        Ok(series.by_step())
     }
 
     fn open_read_only(path: &Path, default_artifact_root: &str) -> Result<Store> {
@@ -210,6 +236,7 @@ impl Store {
             wal: None,
             durable: true,
             unsynced: false,
+            series: RefCell::default(),
         })
     }
 
@@ -963,6 +990,14 @@ impl Backend for Store {
             return Ok(());
         }
         let changes = self.conn.total_changes();
+        {
+            let mut cached = self.series.borrow_mut();
+            if !cached.1.is_empty() {
+                for row in rows {
+                    cached.1.forget(row.run_id, row.key);
+                }
+            }
+        }
         let tx = self.write()?;
         Self::insert_metrics_in(&tx, rows)?;
         tx.commit()?;
@@ -975,27 +1010,29 @@ impl Backend for Store {
         Ok(())
     }
 
-    fn metric_series(&self, run_id: &str, key: &str) -> Result<crate::series::Series> {
-        Ok(self.metric_series_by_step(run_id, key)?.by_time())
+    fn metric_series(&self, run_id: &str, key: &str) -> Result<Series> {
+        Ok((*self.metric_series_by_step(run_id, key)?)
+            .clone()
+            .by_time())
     }
 
-    fn metric_series_by_step(&self, run_id: &str, key: &str) -> Result<crate::series::Series> {
-        // In the order of MLflow's (run_uuid, key, step) index: SQLite sorts nothing, and
-        // the few points of one step are put in timestamp order afterwards.
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT timestamp, step, value, is_nan FROM metrics \
-             WHERE run_uuid = ?1 AND key = ?2 ORDER BY step",
-        )?;
-        let mut series = crate::series::Series::default();
-        let mut rows = stmt.query(params![run_id, key])?;
-        while let Some(row) = rows.next()? {
-            series.push(
-                row.get(0)?,
-                row.get(1)?,
-                stored_metric_value(row.get(2)?, row.get(3)?),
-            );
+    fn metric_series_by_step(&self, run_id: &str, key: &str) -> Result<Arc<Series>> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        {
+            let mut cached = self.series.borrow_mut();
+            if cached.0 != version {
+                cached.0 = version;
+                cached.1.clear();
+            }
+            if let Some(series) = cached.1.get(run_id, key) {
+                return Ok(series);
+            }
         }
-        Ok(series.by_step())
+        let series = Arc::new(self.read_series_by_step(run_id, key)?);
+        self.series.borrow_mut().1.put(run_id, key, series.clone());
+        Ok(series)
     }
 
     fn get_metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>> {

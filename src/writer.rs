@@ -23,6 +23,7 @@ use crate::backend::Backend;
 use crate::entities::{Number, LIFECYCLE_ACTIVE};
 use crate::error::{Error, Result};
 use crate::interner::Interner;
+use crate::lanes::{Lane, Lanes, Producer, LANE_POINTS};
 use crate::runs::RunRegistry;
 use crate::spool::{self, Journal, RunEvent, RUN_OPENED};
 use crate::store::{run_not_active, MetricRow, Store};
@@ -41,6 +42,8 @@ pub type Job = Box<dyn FnOnce(&mut WriterState) + Send>;
 
 pub enum Msg {
     Metric(MetricRecord),
+    /// A thread's lane, sent on at once (see `lanes`).
+    Block(Vec<MetricRecord>),
     /// A store operation; only an engine with a store behind it runs these.
     Job(Job),
     /// Answered once everything sent before it is in the store, wherever the engine sends
@@ -52,6 +55,17 @@ pub enum Msg {
     /// This process opened or ended a run: journaled, so that a replay after a crash can
     /// end the runs the dead process left running.
     Run(RunEvent),
+}
+
+impl Msg {
+    /// Metric points the message carries: the journal numbers points, not messages.
+    fn points(&self) -> usize {
+        match self {
+            Msg::Metric(_) => 1,
+            Msg::Block(block) => block.len(),
+            _ => 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -155,6 +169,15 @@ pub struct WriterState {
 }
 
 impl WriterState {
+    fn take_points(&mut self, msg: Msg) {
+        match msg {
+            Msg::Metric(record) => self.pending.push(record),
+            Msg::Block(block) if self.pending.is_empty() => self.pending = block,
+            Msg::Block(block) => self.pending.extend(block),
+            _ => {}
+        }
+    }
+
     fn barrier(&mut self, reply: Sender<Result<()>>, durable: bool) {
         let outcome = if durable {
             self.flush()
@@ -533,6 +556,8 @@ fn metric_row<'a>(run_id: &'a str, key: &'a str, record: &MetricRecord) -> Metri
 pub struct Engine {
     pub runs: Arc<RunRegistry>,
     pub shared: Arc<Shared>,
+    /// Where logging threads leave points on their way into `sender`.
+    lanes: Lanes,
     sender: Sender<Msg>,
     spool: Option<Arc<Spool>>,
     /// Held by the writer while it is inside SQLite, and by `pause` around a fork.
@@ -576,10 +601,15 @@ pub struct Options {
 /// cannot take yet waits for the writer's next commit, so commits are kept short.
 const CHUNK: usize = 2048;
 
-/// The queue in front of the spooler: it empties it whenever the writer has taken a chunk,
-/// so its records wait at most about one commit before they are journaled, and a burst of
-/// logging this long never makes the caller wait.
+/// The queue in front of the spooler, in points: it empties it whenever the writer has taken
+/// a chunk, so its records wait at most about one commit before they are journaled, and a
+/// burst of logging this long never makes the caller wait. Points arrive in lanes' blocks,
+/// so the queue holds blocks; a logging thread's lane and the chunk in the spooler's hands
+/// come on top, and the three together stay within this many points.
 const SPOOLED_QUEUE: usize = 65_536;
+
+/// Blocks the spooler's queue holds (see `SPOOLED_QUEUE`).
+const SPOOLED_QUEUE_BLOCKS: usize = (SPOOLED_QUEUE - CHUNK) / LANE_POINTS - 2;
 
 /// A run of messages from the spooler, with the journal position after them.
 pub struct Chunk {
@@ -604,18 +634,12 @@ struct Inbox {
 impl Inbox {
     fn pop(&mut self) -> Option<Msg> {
         let msg = self.buf.pop_front()?;
-        if matches!(msg, Msg::Metric(_)) {
-            self.seen += 1;
-        }
+        self.seen += msg.points() as u64;
         Some(msg)
     }
 
     fn take(&mut self, chunk: Chunk) -> Option<Msg> {
-        let points = chunk
-            .msgs
-            .iter()
-            .filter(|m| matches!(m, Msg::Metric(_)))
-            .count() as u64;
+        let points = chunk.msgs.iter().map(Msg::points).sum::<usize>() as u64;
         self.seen = chunk.end_seq - points;
         self.buf.extend(chunk.msgs);
         self.pop()
@@ -670,7 +694,12 @@ fn spooler_loop(spool: Arc<Spool>, forward: Sender<Chunk>, capacity: usize) {
     let mut busy = false;
     loop {
         while let Some(chunk) = backlog.pop_front() {
-            let len = chunk.msgs.len();
+            let len = chunk
+                .msgs
+                .iter()
+                .map(Msg::points)
+                .sum::<usize>()
+                .max(chunk.msgs.len());
             match forward.try_send(chunk) {
                 Ok(()) => backlog_len -= len,
                 Err(TrySendError::Full(chunk)) => {
@@ -709,10 +738,14 @@ fn spooler_loop(spool: Arc<Spool>, forward: Sender<Chunk>, capacity: usize) {
         busy = false;
         loop {
             let mut msgs = Vec::new();
+            let mut points = 0;
             let mut gone = false;
-            while msgs.len() < CHUNK {
+            while points < CHUNK && msgs.len() < CHUNK {
                 match spool.queue.try_recv() {
-                    Ok(msg) => msgs.push(msg),
+                    Ok(msg) => {
+                        points += msg.points();
+                        msgs.push(msg);
+                    }
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
                         gone = true;
@@ -727,9 +760,9 @@ fn spooler_loop(spool: Arc<Spool>, forward: Sender<Chunk>, capacity: usize) {
                 break;
             }
             busy = true;
-            let full = msgs.len() == CHUNK;
+            let full = points >= CHUNK || msgs.len() == CHUNK;
             let end_seq = journal.append(&msgs, &spool.interner, &spool.runs);
-            backlog_len += msgs.len();
+            backlog_len += points.max(msgs.len());
             backlog.push_back(Chunk { msgs, end_seq });
             spool
                 .shared
@@ -788,12 +821,11 @@ impl Engine {
                 })
                 .ok()
         });
-        let capacity = if journal.is_some() {
-            SPOOLED_QUEUE
+        let (mut engine, receiver) = if journal.is_some() {
+            Engine::with_blocks(SPOOLED_QUEUE_BLOCKS)
         } else {
-            config.queue_capacity
+            Engine::with_queue(config.queue_capacity)
         };
-        let (mut engine, receiver) = Engine::with_queue(capacity);
         engine.takes_jobs = true;
         *engine.spool_error.lock() = spool_error;
         let gate = options.fork_gate.then(|| Arc::new(Mutex::new(())));
@@ -897,9 +929,13 @@ impl Engine {
         }
         let mut rest = Vec::new();
         while let Ok(msg) = spool.queue.try_recv() {
-            if matches!(msg, Msg::Metric(_) | Msg::Run(_)) {
+            if matches!(msg, Msg::Metric(_) | Msg::Block(_) | Msg::Run(_)) {
                 rest.push(msg);
             }
+        }
+        for lane in self.lanes.snapshot() {
+            let block = std::mem::take(&mut *lane.lock_all());
+            rest.push(Msg::Block(block));
         }
         let committed = spool.committed.load(Ordering::Acquire);
         journal.append(&rest, &spool.interner, &spool.runs);
@@ -919,12 +955,19 @@ impl Engine {
         })
     }
 
-    /// An engine whose queue the caller drains itself (see `outbox`).
+    /// An engine whose queue the caller drains itself (see `outbox`), holding about
+    /// `capacity` points.
     pub fn with_queue(capacity: usize) -> (Engine, Receiver<Msg>) {
-        let (sender, receiver) = bounded(capacity);
+        Engine::with_blocks(capacity.div_ceil(LANE_POINTS))
+    }
+
+    fn with_blocks(blocks: usize) -> (Engine, Receiver<Msg>) {
+        // Two at least: a flush's barrier must find room beside a block.
+        let (sender, receiver) = bounded(blocks.max(2));
         let engine = Engine {
             runs: Arc::new(RunRegistry::default()),
             shared: Arc::new(Shared::default()),
+            lanes: Lanes::default(),
             sender,
             spool: None,
             gate: None,
@@ -946,6 +989,94 @@ impl Engine {
         }
     }
 
+    /// The calling thread's lane into this engine; the first one of the process starts the
+    /// collector that moves idle lanes on.
+    pub fn producer(&self) -> Producer {
+        let (producer, new) = self.lanes.producer();
+        if new {
+            crate::process::current().start_collector();
+        }
+        producer
+    }
+
+    /// Queues points through the calling thread's lane, sending the lane on (and waiting
+    /// while the queue is full) whenever it fills.
+    pub fn send_points(
+        &self,
+        records: impl IntoIterator<Item = MetricRecord>,
+        keep_waiting: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<()> {
+        let producer = self.producer();
+        for record in records {
+            while !producer.push(record) {
+                self.send_lane(producer.lane(), keep_waiting)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends everything `lane` holds as one block, waiting for room in the queue. What
+    /// cannot be sent (the writer is gone, the caller gave up) stays in the lane. The lane
+    /// is not held while waiting: `keep_waiting` may run a signal handler that ends the run
+    /// and so sends this very lane.
+    pub fn send_lane(
+        &self,
+        lane: &Lane,
+        keep_waiting: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<()> {
+        let mut asked = Instant::now();
+        loop {
+            {
+                let mut taken = lane.lock_all();
+                if taken.is_empty() {
+                    return Ok(());
+                }
+                if !self.held_back() {
+                    let block = std::mem::take(&mut *taken);
+                    match self.sender.try_send(Msg::Block(block)) {
+                        Ok(()) => return Ok(()),
+                        Err(TrySendError::Full(Msg::Block(block))) => *taken = block,
+                        Err(TrySendError::Disconnected(Msg::Block(block))) => {
+                            *taken = block;
+                            return Err(Error::WriterStopped);
+                        }
+                        Err(_) => unreachable!("a block comes back as it was sent"),
+                    }
+                }
+            }
+            thread::sleep(HELD_BACK_WAIT);
+            if asked.elapsed() >= POLL {
+                asked = Instant::now();
+                if let Some(error) = self.shared.take_error() {
+                    return Err(error);
+                }
+                keep_waiting()?;
+            }
+        }
+    }
+
+    /// Moves the lanes' points on without waiting: a lane another thread is sending, or
+    /// that finds the queue full, is left for the next round. Whether anything moved.
+    pub fn collect_lanes(&self) -> bool {
+        let mut moved = false;
+        for lane in self.lanes.snapshot() {
+            let Some(mut taken) = lane.try_lock_all() else {
+                continue;
+            };
+            if taken.is_empty() || self.held_back() {
+                continue;
+            }
+            let block = std::mem::take(&mut *taken);
+            match self.sender.try_send(Msg::Block(block)) {
+                Ok(()) => moved = true,
+                Err(TrySendError::Full(Msg::Block(block)))
+                | Err(TrySendError::Disconnected(Msg::Block(block))) => *taken = block,
+                Err(_) => {}
+            }
+        }
+        moved
+    }
+
     /// Whether a point must wait before it joins the queue: the writer is behind, so the
     /// spooler could not journal it until the writer's next commit; the caller waits here
     /// instead, with its point not yet logged.
@@ -957,10 +1088,26 @@ impl Engine {
     /// Sends, waiting while the queue is full. `keep_waiting` is asked between polls (the
     /// Python layer checks for Ctrl-C there); a write failure reported meanwhile ends the
     /// wait, since the queue may stay full until the store recovers.
-    pub fn send(&self, mut msg: Msg, keep_waiting: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+    pub fn send(&self, msg: Msg, keep_waiting: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        if !matches!(msg, Msg::Metric(_) | Msg::Block(_)) {
+            // Whatever this message asks for (a flush, a read, the end of a run) comes after
+            // every point logged so far, on every thread.
+            for lane in self.lanes.snapshot() {
+                self.send_lane(&lane, keep_waiting)?;
+            }
+        }
+        self.send_message(msg, keep_waiting)
+    }
+
+    fn send_message(
+        &self,
+        mut msg: Msg,
+        keep_waiting: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<()> {
+        let points = matches!(msg, Msg::Metric(_) | Msg::Block(_));
         let mut asked = Instant::now();
         loop {
-            if matches!(msg, Msg::Metric(_)) && self.held_back() {
+            if points && self.held_back() {
                 thread::sleep(HELD_BACK_WAIT);
                 if asked.elapsed() >= POLL {
                     asked = Instant::now();
@@ -971,10 +1118,9 @@ impl Engine {
                 }
                 continue;
             }
-            let prompt = !matches!(msg, Msg::Metric(_));
             match self.sender.send_timeout(msg, POLL) {
                 Ok(()) => {
-                    if let Some(spool) = self.spool.as_ref().filter(|_| prompt) {
+                    if let Some(spool) = self.spool.as_ref().filter(|_| !points) {
                         let _ = spool.wake.try_send(());
                     }
                     return Ok(());
@@ -1052,7 +1198,7 @@ impl Engine {
         let Some(spool) = &self.spool else {
             return false;
         };
-        if self.shared.has_error() {
+        if self.shared.has_error() || !self.lanes.all_empty() {
             return false;
         }
         let journal = spool.journal.lock();
@@ -1130,15 +1276,15 @@ fn writer_loop(
         let _inside = gate.as_ref().map(|g| g.lock());
         state.seen = inbox.seen;
         match received {
-            Ok(Msg::Metric(record)) => {
-                state.pending.push(record);
+            Ok(msg @ (Msg::Metric(_) | Msg::Block(_))) => {
+                state.take_points(msg);
                 due.get_or_insert_with(|| Instant::now() + config.flush_interval);
                 // Drain what is already queued without waking up again for each record.
                 while state.pending.len() < config.max_batch {
                     let next = inbox.try_recv();
                     state.seen = inbox.seen;
                     match next {
-                        Ok(Msg::Metric(record)) => state.pending.push(record),
+                        Ok(msg @ (Msg::Metric(_) | Msg::Block(_))) => state.take_points(msg),
                         Ok(Msg::Job(job)) => {
                             if !failing {
                                 attempt(&mut state, &mut due, &mut failing, true);

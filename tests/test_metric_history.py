@@ -130,3 +130,51 @@ def test_an_unknown_output_format_is_refused(logged):
     uri, run_id, _ = logged
     with pytest.raises(MlflowException, match="Unsupported output format"):
         fastflow.MlflowClient(uri).get_metric_history(run_id, "wave", output_format="arrow")
+
+
+def test_the_lazy_history_behaves_as_the_list_mlflow_returns(logged):
+    uri, run_id, _ = logged
+    theirs = _mlflow_history(uri, run_id, "wave")
+    history = fastflow.MlflowClient(uri).get_metric_history(run_id, "wave")
+    assert isinstance(history, fastflow.entities.MetricHistory)
+    assert len(history) == len(theirs)
+
+    def fields(metrics):
+        return [(m.key, m.timestamp, m.step, m.value) for m in metrics]
+
+    def same(ours, their):
+        return len(ours) == len(their) and all(
+            a[:3] == b[:3] and _same(a[3], b[3]) for a, b in zip(fields(ours), fields(their))
+        )
+
+    assert same(history, theirs)
+    assert same([history[0], history[-1], history[777]], [theirs[0], theirs[-1], theirs[777]])
+    assert same(history[10:20], theirs[10:20]) and same(history[::-500], theirs[::-500])
+    assert same(list(reversed(history)), list(reversed(theirs)))
+    with pytest.raises(IndexError):
+        history[len(theirs)]
+    short = fastflow.MlflowClient(uri).get_metric_history(run_id, "short")
+    assert same(short, _mlflow_history(uri, run_id, "short")) and short == list(short)
+    assert short[0] in short and short.index(short[1]) == 1 and short.count(short[0]) == 1
+    assert short + [] == list(short) and [] + short == list(short)
+    # A change turns it into a list; everything still works.
+    short.append(short[0])
+    short.sort(key=lambda m: -m.step)
+    assert [m.step for m in short] == [1, 0, 0]
+    del short[0]
+    assert len(short) == 2
+    import pickle
+
+    restored = pickle.loads(pickle.dumps(history))
+    assert type(restored) is list and same(restored, theirs)
+
+
+def test_make_visible_lets_mlflow_read_without_a_flush(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'visible.db'}"
+    fastflow.set_tracking_uri(uri)
+    with fastflow.start_run() as run:
+        for step in range(2000):
+            fastflow.log_metric("m", float(step), step=step)
+        fastflow.make_visible()
+        seen = mlflow.MlflowClient(uri).get_metric_history(run.info.run_id, "m")
+        assert [m.step for m in seen] == list(range(2000))

@@ -547,6 +547,15 @@ def flush() -> None:
     _fastflow._flush_all()
 
 
+def make_visible() -> None:
+    """Blocks until everything this process logged is committed to its store, so that other
+    processes (``mlflow ui``, a notebook) read it, without waiting for the disk as ``flush``
+    does: a crash of the machine (not of the process) may still lose it. Points become
+    visible within the flush interval (100 ms) anyway; reads in this process see every
+    point logged before them without either call."""
+    _fastflow._make_visible_all()
+
+
 def flush_async_logging() -> None:
     """MLflow's name for ``flush``: returns once everything logged so far is written."""
     flush()

@@ -17,6 +17,7 @@ use super::outbox::Outbox;
 use super::tracker::{flush_engine, Tracker};
 use crate::entities::{now_millis, sanitize_metric_value, Number};
 use crate::error::{Error, Result};
+use crate::lanes::{Lane, Producer};
 use crate::process;
 use crate::runs::RunSlot;
 use crate::validation::{
@@ -29,6 +30,9 @@ struct ThreadRun {
     generation: u64,
     engine: Arc<Engine>,
     slot: Arc<RunSlot>,
+    /// This thread's lane into the engine: the hot path's points wait there.
+    producer: Producer,
+    keys: KeyObjects,
     /// Steps at which the run logged a model (MLflow's ``log_model``): MLflow links a fluent
     /// metric of such a step to those models, so those points take MLflow's path.
     model_steps: Box<[i64]>,
@@ -57,6 +61,36 @@ fn links_a_model(run_id: Option<&str>, step: Option<&Bound<'_, PyAny>>) -> bool 
         };
         run.model_steps.contains(&step)
     })
+}
+
+/// Key ids by the identity of the key's str object: a loop passes the same object on every
+/// call, and a hit skips reading and hashing the text. Each entry holds its object, so its
+/// address cannot be reused by another string while it is cached.
+#[derive(Default)]
+struct KeyObjects {
+    slots: [Option<(Py<PyString>, u32)>; KEY_OBJECTS],
+}
+
+const KEY_OBJECTS: usize = 16;
+
+impl KeyObjects {
+    #[inline]
+    fn slot(key: &Bound<'_, PyString>) -> usize {
+        // Objects are 16-byte aligned; the next bits spread neighbours across slots.
+        (key.as_ptr() as usize >> 4) % KEY_OBJECTS
+    }
+
+    #[inline]
+    fn get(&self, key: &Bound<'_, PyString>) -> Option<u32> {
+        match &self.slots[Self::slot(key)] {
+            Some((cached, id)) if cached.as_ptr() == key.as_ptr() => Some(*id),
+            _ => None,
+        }
+    }
+
+    fn put(&mut self, key: &Bound<'_, PyString>, id: u32) {
+        self.slots[Self::slot(key)] = Some((key.clone().unbind(), id));
+    }
 }
 
 #[derive(Default)]
@@ -112,13 +146,22 @@ pub fn send_msg(py: Python<'_>, engine: &Engine, msg: Msg) -> PyResult<()> {
     send_blocking(py, engine, msg)
 }
 
+/// Queues points through this thread's lane, so that they keep their order with the points
+/// of the hot path; waits (without the GIL) only when the lane fills and the queue is full.
 pub fn send_records(py: Python<'_>, engine: &Engine, records: Vec<MetricRecord>) -> PyResult<()> {
+    let producer = engine.producer();
     for record in records {
-        if let Err(msg) = engine.try_send_metric(record) {
-            send_blocking(py, engine, msg)?;
+        while !producer.push(record) {
+            send_lane(py, engine, producer.lane())?;
         }
     }
     Ok(())
+}
+
+fn send_lane(py: Python<'_>, engine: &Engine, lane: &Lane) -> PyResult<()> {
+    let mut interrupt = None;
+    let result = py.detach(|| engine.send_lane(lane, &mut signal_check(&mut interrupt)));
+    result.map_err(|error| raise(py, error, interrupt))
 }
 
 /// Whether this thread already has `key` as a valid metric key (checked when first seen).
@@ -590,10 +633,10 @@ fn try_fast(
     step: Option<&Bound<'_, PyAny>>,
 ) -> Fast {
     ACTIVE.with(|cell| {
-        let Ok(active) = cell.try_borrow() else {
+        let Ok(mut active) = cell.try_borrow_mut() else {
             return Fast::Slow;
         };
-        let Some(run) = active.as_ref() else {
+        let Some(run) = active.as_mut() else {
             return Fast::Slow;
         };
         if run.generation != process::generation()
@@ -604,9 +647,6 @@ fn try_fast(
             return Fast::Slow;
         }
         let Ok(key) = key.cast_exact::<PyString>() else {
-            return Fast::Slow;
-        };
-        let Ok(key) = key.to_str() else {
             return Fast::Slow;
         };
         let value = if let Ok(float) = value.cast_exact::<PyFloat>() {
@@ -629,8 +669,19 @@ fn try_fast(
             },
             Some(_) => return Fast::Slow,
         };
-        let Ok(key) = key_id(key) else {
-            return Fast::Slow;
+        let key = match run.keys.get(key) {
+            Some(id) => id,
+            None => {
+                let Ok(id) = key
+                    .to_str()
+                    .map_err(|_| ())
+                    .and_then(|k| key_id(k).map_err(|_| ()))
+                else {
+                    return Fast::Slow;
+                };
+                run.keys.put(key, id);
+                id
+            }
         };
         let record = MetricRecord {
             run: run.slot.index,
@@ -639,9 +690,10 @@ fn try_fast(
             timestamp: now_millis(),
             step,
         };
-        match run.engine.try_send_metric(record) {
-            Ok(()) => Fast::Sent,
-            Err(_) => Fast::Slow,
+        if run.producer.push(record) {
+            Fast::Sent
+        } else {
+            Fast::Slow
         }
     })
 }
@@ -743,6 +795,17 @@ pub fn log_metric(
     model_id: Option<&Bound<'_, PyAny>>,
     dataset: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Option<Py<PyAny>>> {
+    // The fast lane declines a run that logged models (see `links_a_model`).
+    if synchronous.is_none()
+        && timestamp.is_none()
+        && run_id.is_none()
+        && model_id.is_none()
+        && dataset.is_none()
+    {
+        if let Fast::Sent = try_fast(key, value, step) {
+            return Ok(None);
+        }
+    }
     if model_id.is_some() || dataset.is_some() || links_a_model(run_id, step) {
         return log_linked(
             py,
@@ -758,11 +821,6 @@ pub fn log_metric(
                 dataset,
             ),
         );
-    }
-    if synchronous.is_none() && timestamp.is_none() && run_id.is_none() {
-        if let Fast::Sent = try_fast(key, value, step) {
-            return Ok(None);
-        }
     }
     let (engine, slot) = resolve_target(py, run_id)?;
     raise_pending(py, &engine)?;
@@ -862,6 +920,8 @@ pub fn _set_thread_run(
             let slot = engine.runs.register(&run_id, true);
             Some(ThreadRun {
                 generation: process::generation(),
+                producer: engine.producer(),
+                keys: KeyObjects::default(),
                 engine,
                 slot,
                 model_steps: model_steps.into_boxed_slice(),
@@ -892,6 +952,7 @@ pub fn _after_fork_in_parent() {
 pub fn _after_fork_in_child() {
     process::after_fork_in_child();
     ACTIVE.with(|cell| std::mem::forget(cell.take()));
+    crate::lanes::forget_in_child();
 }
 
 /// From now on, blocking waits give up after `seconds` (the process is ending).
@@ -1011,6 +1072,18 @@ fn wait_at_exit(
         *interrupted = true;
     }
     outcome
+}
+
+/// Commits what every store of this process still holds, without waiting for the disk.
+#[pyfunction]
+pub fn _make_visible_all(py: Python<'_>) -> PyResult<()> {
+    let mut first_error = None;
+    for engine in process::current().engines() {
+        if let Err(err) = super::tracker::make_visible_engine(py, &engine) {
+            first_error.get_or_insert(err);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 /// Writes what every store of this process still holds (used at interpreter exit).

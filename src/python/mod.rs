@@ -39,6 +39,7 @@ fn _fastflow(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(metrics::_set_exit_deadline, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::_shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::_flush_all, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::_make_visible_all, m)?)?;
     m.add_function(wrap_pyfunction!(tracker::_validate_batch_limits, m)?)?;
     m.add_function(wrap_pyfunction!(tracker::_check_run_id, m)?)?;
     m.add_function(wrap_pyfunction!(sqlite_check::_sqlite_library, m)?)?;

@@ -1058,7 +1058,11 @@ impl Tracker {
         let sampled = run_job(py, &engine, move |s| {
             s.write_pending()?;
             let series = s.store.metric_series_by_step(&run_id, &key)?;
-            let inside = series.select(&series::within_steps(&series, first_step, last_step));
+            let inside = series::within_steps(&series, first_step, last_step);
+            if inside.len() == series.len() {
+                return Ok(series.select(&series::sample(&series, max_points)));
+            }
+            let inside = series.select(&inside);
             Ok(inside.select(&series::sample(&inside, max_points)))
         })?;
         Ok((0..sampled.len())

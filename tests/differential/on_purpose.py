@@ -15,6 +15,9 @@ class OnPurpose:
     title: str
     reason: str
     reconcile: Callable[[dict, dict], tuple[dict, dict]]
+    # Shown wherever a scenario meets it (a returned type, say), not by marked scenarios:
+    # reconciled in every scenario, which then counts as differing on purpose.
+    everywhere: bool = False
 
 
 ON_PURPOSE: dict[str, OnPurpose] = {}
@@ -138,3 +141,37 @@ ON_PURPOSE["bytes-tags"] = OnPurpose(
     ),
     reconcile=_bytes_tags_set_aside,
 )
+
+
+def _history_as_list(value):
+    if isinstance(value, dict) and set(value) == {"MetricHistory"}:
+        return value["MetricHistory"]
+    return _KEEP
+
+
+ON_PURPOSE["lazy-history"] = OnPurpose(
+    title="get_metric_history returns a lazy sequence of Metric, not a list",
+    reason=(
+        "A history of a million points would make a million objects before the caller "
+        "looks at one. fastflow's MetricHistory keeps the points in packed columns and makes "
+        "each Metric when it is indexed or iterated; it has every list operation, equals the "
+        "list MLflow returns and pickles as one, but `type()` and `isinstance(h, list)` tell "
+        "it apart."
+    ),
+    reconcile=lambda ours, theirs: (_rewrite(ours, _history_as_list), theirs),
+    everywhere=True,
+)
+
+
+def reconcile_everywhere(ours: dict, theirs: dict) -> tuple[dict, dict, list]:
+    """Both snapshots with every difference kept everywhere removed, and the names of those
+    that removed something."""
+    shown = []
+    for name, difference in ON_PURPOSE.items():
+        if not difference.everywhere:
+            continue
+        reconciled = difference.reconcile(ours, theirs)
+        if reconciled != (ours, theirs):
+            shown.append(name)
+            ours, theirs = reconciled
+    return ours, theirs, shown

@@ -165,6 +165,8 @@ def plain(value, depth=0):
         return {"dict": [[plain(k, depth + 1), plain(v, depth + 1)] for k, v in value.items()]}
     kind = type(value)
     module = kind.__module__ or ""
+    if module.startswith("fastflow") and kind.__name__ == "MetricHistory":
+        return {"MetricHistory": [plain(v, depth + 1) for v in value]}
     if module.startswith("pandas") and kind.__name__ == "DataFrame":
         return {
             "DataFrame": {

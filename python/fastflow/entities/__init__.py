@@ -5,6 +5,7 @@ from fastflow.entities.experiment import Experiment
 from fastflow.entities.file_info import FileInfo
 from fastflow.entities.logged_model import LoggedModelInput, LoggedModelOutput
 from fastflow.entities.metric import ExperimentTag, Metric, Param, RunTag
+from fastflow.entities.metric_history import MetricHistory
 from fastflow.entities.run import Run, RunData, RunInfo, RunInputs, RunOutputs
 from fastflow.entities.status import LifecycleStage, RunStatus, ViewType
 
@@ -19,6 +20,7 @@ __all__ = [
     "LoggedModelInput",
     "LoggedModelOutput",
     "Metric",
+    "MetricHistory",
     "Param",
     "Run",
     "RunData",

@@ -24,6 +24,7 @@ from fastflow import (
     artifacts,
 )
 from fastflow.entities import Experiment, Metric, Run, RunInfo, RunStatus, ViewType
+from fastflow.entities.metric_history import MetricHistory
 from fastflow.exceptions import (
     INVALID_PARAMETER_VALUE,
     RESOURCE_DOES_NOT_EXIST,
@@ -403,8 +404,9 @@ class MlflowClient:
         return _search.PagedList([Run._from_row(r) for r in rows[:max_results]], token)
 
     def get_metric_history(self, run_id, key, output_format="list"):
-        """Every point of ``key`` in ``run_id``, ordered by timestamp, step and value: a list
-        of ``Metric`` (MLflow's), or columns without an object per point:
+        """Every point of ``key`` in ``run_id``, ordered by timestamp, step and value: a
+        sequence of ``Metric`` with every list operation (MLflow returns a list), whose
+        points become objects only when touched; or columns without an object per point:
         ``output_format="numpy"`` gives ``{"timestamp", "step", "value"}`` arrays, ``"pandas"``
         a DataFrame of those columns."""
         if output_format == "numpy":
@@ -418,6 +420,16 @@ class MlflowClient:
                 f"Unsupported output format: {output_format!r}; use 'list', 'numpy' or 'pandas'.",
                 error_code=INVALID_PARAMETER_VALUE,
             )
+        timestamps, steps, values, whole = self._tracker.get_metric_columns(run_id, key)
+        if whole:
+            return MetricHistory(
+                key,
+                memoryview(timestamps).cast("q"),
+                memoryview(steps).cast("q"),
+                memoryview(values).cast("d"),
+            )
+        # Steps or timestamps stored as reals (MLflow keeps a float step as given): each
+        # point keeps its own number type, as MLflow's list does.
         # A long history makes millions of objects that hold no cycles: pausing the cycle
         # collector while they are made halves the time.
         was_enabled = gc.isenabled()
