@@ -2,7 +2,7 @@
 side by side in one run.
 
     pip install ".[bench]"                   # the peers this compares against
-    python benches/bench_peers.py            # full run, about three minutes
+    python benches/bench_peers.py            # full run, two to three minutes on a quiet machine
     python benches/bench_peers.py --quick    # smaller counts, for a smoke run, under a minute
 
 Measures, for every tool, the per-call cost of logging one scalar at step i inside an active
