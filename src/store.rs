@@ -998,6 +998,30 @@ impl Backend for Store {
         Ok(series.by_step())
     }
 
+    fn metric_series_between_steps(
+        &self,
+        run_id: &str,
+        key: &str,
+        first: i64,
+        last: i64,
+    ) -> Result<crate::series::Series> {
+        // A range of the (run_uuid, key, step) index: a zoomed chart reads only its points.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT timestamp, step, value, is_nan FROM metrics \
+             WHERE run_uuid = ?1 AND key = ?2 AND step >= ?3 AND step <= ?4 ORDER BY step",
+        )?;
+        let mut series = crate::series::Series::default();
+        let mut rows = stmt.query(params![run_id, key, first, last])?;
+        while let Some(row) = rows.next()? {
+            series.push(
+                row.get(0)?,
+                row.get(1)?,
+                stored_metric_value(row.get(2)?, row.get(3)?),
+            );
+        }
+        Ok(series.by_step())
+    }
+
     fn get_metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT key, value, timestamp, step, is_nan FROM metrics \
