@@ -74,6 +74,19 @@ pub trait Backend: Send {
         ))
     }
 
+    /// The points whose step lies in `[first, last]`, by step and then timestamp.
+    fn metric_series_between_steps(
+        &self,
+        run_id: &str,
+        key: &str,
+        first: i64,
+        last: i64,
+    ) -> Result<crate::series::Series> {
+        let series = self.metric_series_by_step(run_id, key)?;
+        let inside = crate::series::step_range(&series, first, last);
+        Ok(series.select(&inside.collect::<Vec<_>>()))
+    }
+
     /// `false`: metric commits from now on need only be visible to other readers, not on
     /// disk, until `true` again. Nothing for a tracking server, whose answer is both.
     fn set_durable(&mut self, _durable: bool) -> Result<()> {

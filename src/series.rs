@@ -55,13 +55,16 @@ impl Series {
         })
     }
 
-    /// The same points in MLflow's history order: timestamp, step, value.
+    /// The same points in MLflow's history order: timestamp, step, value. A NaN and a 0
+    /// tie there (both stored as 0); SQLite reads them through the primary key, which puts
+    /// the 0 (`is_nan` unset) first.
     pub fn by_time(self) -> Series {
         self.sorted_by(|s, a, b| {
             s.timestamps[a]
                 .cmp_value(s.timestamps[b])
                 .then(s.steps[a].cmp_value(s.steps[b]))
                 .then(as_stored(s.values[a]).total_cmp(&as_stored(s.values[b])))
+                .then(s.values[a].is_nan().cmp(&s.values[b].is_nan()))
         })
     }
 
@@ -232,6 +235,74 @@ impl SeriesCache {
     }
 }
 
+/// The order MLflow's store samples and filters a history by: step, timestamp, the value as
+/// stored (a NaN is a 0 with `is_nan` set) and `is_nan`, which is the whole primary key within
+/// one run and key, so no two stored points tie.
+pub fn by_stored_key(series: Series) -> Series {
+    series.sorted_by(|s, a, b| {
+        let (va, vb) = (s.values[a], s.values[b]);
+        s.steps[a]
+            .cmp_value(s.steps[b])
+            .then(s.timestamps[a].cmp_value(s.timestamps[b]))
+            .then(
+                as_stored(va)
+                    .partial_cmp(&as_stored(vb))
+                    .unwrap_or(Ordering::Equal),
+            )
+            .then(va.is_nan().cmp(&vb.is_nan()))
+    })
+}
+
+/// The index range of the points whose step lies in `[first, last]`, in a series ordered by
+/// step; the comparison is SQLite's (an integer bound against a real step compares exactly).
+pub fn step_range(series: &Series, first: i64, last: i64) -> std::ops::Range<usize> {
+    let start = series
+        .steps
+        .partition_point(|s| s.cmp_value(Number::Int(first)) == Ordering::Less);
+    let end = series
+        .steps
+        .partition_point(|s| s.cmp_value(Number::Int(last)) != Ordering::Greater);
+    start..end.max(start)
+}
+
+/// Indices of the points whose step is one of `steps`, for a series ordered by step.
+pub fn at_steps(series: &Series, steps: &[i64]) -> Vec<usize> {
+    let mut wanted = steps.to_vec();
+    wanted.sort_unstable();
+    wanted.dedup();
+    (0..series.len())
+        .filter(|&i| {
+            let step = series.steps[i];
+            wanted
+                .binary_search_by(|w| Number::Int(*w).cmp_value(step))
+                .is_ok()
+        })
+        .collect()
+}
+
+/// The points MLflow 3.17.2's SQL store keeps of `count` ordered points for a chart of at
+/// most `max_results`: SQL's `NTILE(max_results)` cuts them into buckets as even as
+/// possible (the larger ones first) and the first point of each is kept; the last point
+/// replaces the last kept one when it is not already kept, so the curve's end is shown.
+pub fn mlflow_interval_sample(count: usize, max_results: usize) -> Vec<usize> {
+    let max_results = max_results.max(1);
+    let buckets = count.min(max_results);
+    let (base, extra) = (count / max_results, count % max_results);
+    let mut kept: Vec<usize> = (0..buckets).map(|b| b * base + b.min(extra)).collect();
+    if let Some(last) = count.checked_sub(1) {
+        if kept.last() != Some(&last) {
+            if kept.len() >= max_results {
+                *kept
+                    .last_mut()
+                    .expect("a bucket per point up to the budget") = last;
+            } else {
+                kept.push(last);
+            }
+        }
+    }
+    kept
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,5 +366,33 @@ mod tests {
         assert_eq!(within_steps(&s, Some(3), Some(5)), vec![3, 4, 5]);
         assert_eq!(within_steps(&s, None, Some(1)), vec![0, 1]);
         assert_eq!(within_steps(&s, Some(8), None), vec![8, 9]);
+    }
+
+    #[test]
+    fn interval_samples_follow_ntile_and_keep_the_last_point() {
+        assert_eq!(mlflow_interval_sample(0, 320), Vec::<usize>::new());
+        assert_eq!(mlflow_interval_sample(3, 320), vec![0, 1, 2]);
+        // 10 points in 4 buckets: 3, 3, 2, 2; the last bucket starts at 8, so 9 replaces it.
+        assert_eq!(mlflow_interval_sample(10, 4), vec![0, 3, 6, 9]);
+        // 5 points in 4 buckets: the last bucket is the last point alone.
+        assert_eq!(mlflow_interval_sample(5, 4), vec![0, 2, 3, 4]);
+        assert_eq!(mlflow_interval_sample(7, 1), vec![6]);
+        assert_eq!(mlflow_interval_sample(1, 1), vec![0]);
+    }
+
+    #[test]
+    fn stored_key_order_puts_nan_after_a_zero_and_ranges_are_inclusive() {
+        let mut s = Series::default();
+        s.push(Number::Int(1), Number::Int(2), f64::NAN);
+        s.push(Number::Int(1), Number::Int(2), 0.0);
+        s.push(Number::Int(1), Number::Int(2), -1.0);
+        s.push(Number::Int(0), Number::Real(2.5), 3.0);
+        let s = by_stored_key(s.by_step());
+        assert_eq!(s.values[..2], [-1.0, 0.0]);
+        assert!(s.values[2].is_nan());
+        assert_eq!(step_range(&s, 2, 2), 0..3);
+        assert_eq!(step_range(&s, 3, 9), 4..4);
+        assert_eq!(step_range(&s, 2, 3), 0..4);
+        assert_eq!(at_steps(&s, &[9, 2]), vec![0, 1, 2]);
     }
 }

@@ -190,6 +190,19 @@ impl Store {
         })
     }
 
+    /// The history read earlier, unless another connection changed the store since.
+    fn cached_series(&self, run_id: &str, key: &str) -> Result<Option<Arc<Series>>> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        let mut cached = self.series.borrow_mut();
+        if cached.0 != version {
+            cached.0 = version;
+            cached.1.clear();
+        }
+        Ok(cached.1.get(run_id, key))
+    }
+
     /// A history in the order of MLflow's (run_uuid, key, step) index: SQLite sorts
     /// nothing, and the few points of one step are put in timestamp order afterwards.
     fn read_series_by_step(&self, run_id: &str, key: &str) -> Result<Series> {
@@ -1017,22 +1030,40 @@ impl Backend for Store {
     }
 
     fn metric_series_by_step(&self, run_id: &str, key: &str) -> Result<Arc<Series>> {
-        let version: i64 = self
-            .conn
-            .query_row("PRAGMA data_version", [], |r| r.get(0))?;
-        {
-            let mut cached = self.series.borrow_mut();
-            if cached.0 != version {
-                cached.0 = version;
-                cached.1.clear();
-            }
-            if let Some(series) = cached.1.get(run_id, key) {
-                return Ok(series);
-            }
+        if let Some(series) = self.cached_series(run_id, key)? {
+            return Ok(series);
         }
         let series = Arc::new(self.read_series_by_step(run_id, key)?);
         self.series.borrow_mut().1.put(run_id, key, series.clone());
         Ok(series)
+    }
+
+    fn metric_series_between_steps(
+        &self,
+        run_id: &str,
+        key: &str,
+        first: i64,
+        last: i64,
+    ) -> Result<crate::series::Series> {
+        if let Some(series) = self.cached_series(run_id, key)? {
+            let inside = crate::series::step_range(&series, first, last);
+            return Ok(series.select(&inside.collect::<Vec<_>>()));
+        }
+        // A range of the (run_uuid, key, step) index: a zoomed chart reads only its points.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT timestamp, step, value, is_nan FROM metrics \
+             WHERE run_uuid = ?1 AND key = ?2 AND step >= ?3 AND step <= ?4 ORDER BY step",
+        )?;
+        let mut series = crate::series::Series::default();
+        let mut rows = stmt.query(params![run_id, key, first, last])?;
+        while let Some(row) = rows.next()? {
+            series.push(
+                row.get(0)?,
+                row.get(1)?,
+                stored_metric_value(row.get(2)?, row.get(3)?),
+            );
+        }
+        Ok(series.by_step())
     }
 
     fn get_metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>> {

@@ -347,6 +347,36 @@ def test_store_method(store, method):
     )
 
 
+# Metric-history reads fastflow answers on the SQL store (stores.py ``_HISTORY_READS``), with
+# MLflow's parameters: its server's handlers pass them by name.
+HISTORY_READS = {
+    "get_metric_history": ["run_id", "metric_key", "max_results", "page_token"],
+    "get_metric_history_bulk_interval": [
+        "run_ids",
+        "metric_key",
+        "max_results",
+        "start_step",
+        "end_step",
+    ],
+    "get_metric_history_bulk_interval_from_steps": ["run_id", "metric_key", "steps", "max_results"],
+}
+
+
+@pytest.mark.parametrize("method", sorted(HISTORY_READS))
+def test_history_read(method):
+    from fastflow._bridge import stores
+
+    assert set(stores._HISTORY_READS) == set(HISTORY_READS)
+    expected = HISTORY_READS[method]
+    found = _parameters(_attribute(f"{STORES[0]}.{method}", f"answers {method} itself"))
+    assert found == expected, _moved(
+        f"the parameters of `{STORES[0]}.{method}` (now {found}, fastflow's takes {expected})",
+        "answers it: MLflow's callers would pass arguments the override does not take",
+    )
+    assert _parameters(getattr(stores._HistoryReads, method)) == expected
+    assert stores._class("sql").__dict__.get(method) is None  # not MLflow's, wrapped
+
+
 @pytest.mark.parametrize("store", STORES)
 def test_store_get_run(store):
     # create_run returns MLflow's own get_run of the new run.

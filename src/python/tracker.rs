@@ -1215,6 +1215,108 @@ impl Tracker {
     fn __repr__(&self) -> String {
         format!("Tracker({:?})", crate::uri::redacted(&self.uri))
     }
+
+    /// The points of the history MLflow's SQL store pages through, in its order (timestamp,
+    /// step, value): from `offset` on, at most `limit` of them (all without a limit).
+    #[pyo3(signature = (run_id, key, offset, limit=None))]
+    fn get_metric_history_page(
+        &self,
+        py: Python<'_>,
+        run_id: String,
+        key: String,
+        offset: usize,
+        limit: Option<usize>,
+    ) -> PyResult<Vec<HistoryPoint>> {
+        let engine = self.engine(py)?;
+        let metric_key = key.clone();
+        let page = run_job(py, &engine, move |s| {
+            s.write_pending()?;
+            let series = s.store.metric_series(&run_id, &key)?;
+            let start = offset.min(series.len());
+            let end = limit.map_or(series.len(), |l| start.saturating_add(l).min(series.len()));
+            if start == 0 && end == series.len() {
+                return Ok(series);
+            }
+            Ok(series.select(&(start..end).collect::<Vec<_>>()))
+        })?;
+        let shared_key = PyString::new(py, &metric_key).unbind();
+        Ok((0..page.len())
+            .map(|i| {
+                let (value, timestamp, step) = (page.values[i], page.timestamps[i], page.steps[i]);
+                (shared_key.clone_ref(py), value, timestamp, step)
+            })
+            .collect())
+    }
+
+    /// What MLflow's SQL store answers for one run of a chart request
+    /// (`get_metric_history_bulk_interval`): of the points whose step lies in
+    /// `[first_step, last_step]` (every point without bounds), in the order of the stored key
+    /// (step, timestamp, value, NaN-ness), those `series::mlflow_interval_sample` keeps.
+    #[pyo3(signature = (run_id, key, max_results, first_step=None, last_step=None))]
+    fn get_metric_history_interval(
+        &self,
+        py: Python<'_>,
+        run_id: String,
+        key: String,
+        max_results: usize,
+        first_step: Option<i64>,
+        last_step: Option<i64>,
+    ) -> PyResult<Vec<HistoryPoint>> {
+        let engine = self.engine(py)?;
+        let metric_key = key.clone();
+        let sampled = run_job(py, &engine, move |s| {
+            s.write_pending()?;
+            let series = series::by_stored_key(match (first_step, last_step) {
+                (Some(first), Some(last)) => s
+                    .store
+                    .metric_series_between_steps(&run_id, &key, first, last)?,
+                _ => s
+                    .store
+                    .metric_series_by_step(&run_id, &key)?
+                    .as_ref()
+                    .clone(),
+            });
+            Ok(series.select(&series::mlflow_interval_sample(series.len(), max_results)))
+        })?;
+        let shared_key = PyString::new(py, &metric_key).unbind();
+        Ok((0..sampled.len())
+            .map(|i| {
+                let (value, timestamp) = (sampled.values[i], sampled.timestamps[i]);
+                (shared_key.clone_ref(py), value, timestamp, sampled.steps[i])
+            })
+            .collect())
+    }
+
+    /// The points whose step is one of `steps`, in the order of the stored key (step,
+    /// timestamp, value, NaN-ness), at most `limit` of them: MLflow's
+    /// `get_metric_history_bulk_interval_from_steps` for one run.
+    fn get_metric_history_at_steps(
+        &self,
+        py: Python<'_>,
+        run_id: String,
+        key: String,
+        steps: Vec<i64>,
+        limit: usize,
+    ) -> PyResult<Vec<HistoryPoint>> {
+        let engine = self.engine(py)?;
+        let metric_key = key.clone();
+        let found = run_job(py, &engine, move |s| {
+            s.write_pending()?;
+            let cached = s.store.metric_series_by_step(&run_id, &key)?;
+            let series = series::by_stored_key(cached.as_ref().clone());
+            let mut chosen = series::at_steps(&series, &steps);
+            chosen.truncate(limit);
+            Ok(series.select(&chosen))
+        })?;
+        let shared_key = PyString::new(py, &metric_key).unbind();
+        Ok((0..found.len())
+            .map(|i| {
+                let (value, timestamp, step) =
+                    (found.values[i], found.timestamps[i], found.steps[i]);
+                (shared_key.clone_ref(py), value, timestamp, step)
+            })
+            .collect())
+    }
 }
 
 /// MLflow's check of a run id's form (its client makes it before `get_run`).

@@ -3,8 +3,9 @@
 A store of fastflow's cannot replace MLflow's (about 170 methods, used by the flavors, the
 registry, evaluation and tracing). These subclasses of MLflow's ``SqlAlchemyStore`` and
 ``RestStore`` write metrics, params and tags, and open and end runs, through fastflow's
-writer; every other method first makes the points fastflow has queued visible, then is
-MLflow's own, on the same store.
+writer; the SQL one also reads metric histories (what MLflow's UI draws its charts from)
+through fastflow, behind the points it queued. Every other method first makes the points
+fastflow has queued visible, then is MLflow's own, on the same store.
 """
 
 from __future__ import annotations
@@ -29,8 +30,11 @@ from mlflow.entities import (
     RunStatus,
     RunTag,
 )
+from mlflow.entities.metric import MetricWithRunId
 from mlflow.exceptions import MlflowException as MlflowError
+from mlflow.store.entities.paged_list import PagedList
 from mlflow.utils.async_logging.run_operations import RunOperations
+from mlflow.utils.search_utils import SearchUtils
 
 from fastflow import _context, _fastflow
 from fastflow._bridge.undo import remember
@@ -150,12 +154,21 @@ class _WriterMethods:
             self._fastflow.flush()
         return _info(self._fastflow.update_run(run_id, status, end_time, run_name))
 
+    # A tracking server's store: a request that logs is answered once its points are on
+    # disk, as MLflow's store answers, and visible to the server's other workers.
+    _answers_when_written = False
+
+    def _answered(self) -> None:
+        if self._answers_when_written:
+            self._fastflow.flush()
+
     @_reraised_as_mlflow
     def log_metric(self, run_id, metric):
         if _linked(metric):
             self._visible()
             return self._mlflow_base.log_metric(self, run_id, metric)
         self._fastflow.log_metric(run_id, metric.key, metric.value, metric.timestamp, metric.step)
+        self._answered()
 
     @_reraised_as_mlflow
     def log_param(self, run_id, param):
@@ -180,6 +193,7 @@ class _WriterMethods:
             [(p.key, str(p.value)) for p in params],
             [(t.key, t.value) for t in tags],
         )
+        self._answered()
 
     # The writer queues already: "async" is the same call, with nothing left to wait for.
 
@@ -200,6 +214,118 @@ class _WriterMethods:
         return RunOperations([])
 
 
+# Read by fastflow on the SQL store (MLflow's UI draws its charts from these).
+_HISTORY_READS = (
+    "get_metric_history",
+    "get_metric_history_bulk_interval",
+    "get_metric_history_bulk_interval_from_steps",
+)
+
+_INT64 = range(-(2**63), 2**63)
+
+
+def _whole(value) -> bool:
+    """An int SQLite binds as an integer; anything else is left to MLflow's own code."""
+    return type(value) is int and value in _INT64
+
+
+def _sized_strings(values) -> bool:
+    return isinstance(values, (list, tuple)) or (
+        hasattr(values, "__len__") and all(isinstance(v, str) for v in values)
+    )
+
+
+class _HistoryReads:
+    """The metric-history reads of MLflow's SQL store, answered by fastflow's reads with
+    the points, order, limits and tokens MLflow's queries give. Arguments of a kind those
+    reads do not take (a numpy step, a generator of run ids) go to MLflow's own method."""
+
+    def _history_reader(self):
+        tracker = self._fastflow
+        return tracker if isinstance(tracker, _fastflow.Tracker) else None
+
+    @_reraised_as_mlflow
+    def get_metric_history(self, run_id, metric_key, max_results=None, page_token=None):
+        tracker = self._history_reader()
+        # A page (max_results) is MLflow's query: SQLite walks the primary key in timestamp
+        # order and stops after the page, where fastflow would read the whole history.
+        if (
+            tracker is None
+            or max_results is not None
+            or not isinstance(run_id, str)
+            or not isinstance(metric_key, str)
+        ):
+            self._visible()
+            return self._mlflow_base.get_metric_history(
+                self, run_id, metric_key, max_results=max_results, page_token=page_token
+            )
+        offset = SearchUtils.parse_start_offset_from_page_token(page_token)
+        if not _whole(offset):
+            self._visible()
+            return self._mlflow_base.get_metric_history(
+                self, run_id, metric_key, max_results=max_results, page_token=page_token
+            )
+        # SQLite reads a negative OFFSET as none.
+        points = tracker.get_metric_history_page(run_id, metric_key, max(offset, 0))
+        return PagedList(
+            [Metric(key, value, timestamp, step) for key, value, timestamp, step in points], None
+        )
+
+    @_reraised_as_mlflow
+    def get_metric_history_bulk_interval_from_steps(self, run_id, metric_key, steps, max_results):
+        tracker = self._history_reader()
+        if (
+            tracker is None
+            or not isinstance(run_id, str)
+            or not isinstance(metric_key, str)
+            or not isinstance(steps, (list, tuple, set, frozenset, range))
+            or not all(_whole(step) for step in steps)
+            or not (max_results is None or _whole(max_results))
+        ):
+            self._visible()
+            return self._mlflow_base.get_metric_history_bulk_interval_from_steps(
+                self, run_id, metric_key, steps, max_results
+            )
+        # No LIMIT, or a negative one, is SQLite's "every row".
+        limit = 2**63 if max_results is None or max_results < 0 else max_results
+        points = tracker.get_metric_history_at_steps(run_id, metric_key, list(steps), limit)
+        return [
+            MetricWithRunId(run_id=run_id, metric=Metric(key, value, timestamp, step))
+            for key, value, timestamp, step in points
+        ]
+
+    @_reraised_as_mlflow
+    def get_metric_history_bulk_interval(
+        self, run_ids, metric_key, max_results, start_step, end_step
+    ):
+        tracker = self._history_reader()
+        bounded = start_step is not None or end_step is not None
+        if (
+            tracker is None
+            or not _sized_strings(run_ids)
+            or not all(isinstance(run_id, str) for run_id in run_ids)
+            or not isinstance(metric_key, str)
+            or not _whole(max_results)
+            or (bounded and not (_whole(start_step) and _whole(end_step)))
+        ):
+            # MLflow's own, with its error for one bound without the other.
+            self._visible()
+            return self._mlflow_base.get_metric_history_bulk_interval(
+                self, run_ids, metric_key, max_results, start_step, end_step
+            )
+        max_results = max(1, max_results)
+        sampled = []
+        for run_id in run_ids:
+            points = tracker.get_metric_history_interval(
+                run_id, metric_key, max_results, start_step, end_step
+            )
+            sampled.extend(
+                MetricWithRunId(run_id=run_id, metric=Metric(key, value, timestamp, step))
+                for key, value, timestamp, step in points
+            )
+        return sampled
+
+
 def _after_queued_points(base, name):
     method = getattr(base, name)
 
@@ -214,14 +340,15 @@ def _after_queued_points(base, name):
     return call
 
 
-def _bridged_class(base, class_name):
-    """``base`` with fastflow's writer methods, and every other public method of MLflow's
-    made to see the points fastflow has queued before it reads or writes."""
+def _bridged_class(base, class_name, fastflow_methods=(_WriterMethods,)):
+    """``base`` with fastflow's methods, and every other public method of MLflow's made to
+    see the points fastflow has queued before it reads or writes."""
+    ours = {name for mixin in fastflow_methods for name in vars(mixin)}
     namespace = {"_mlflow_base": base, "__module__": __name__}
     for name, _ in inspect.getmembers(base, inspect.isfunction):
-        if not name.startswith("_") and name not in _FASTFLOW_METHODS:
+        if not name.startswith("_") and name not in ours:
             namespace[name] = _after_queued_points(base, name)
-    return type(class_name, (_WriterMethods, base), namespace)
+    return type(class_name, (*fastflow_methods, base), namespace)
 
 
 _classes: dict = {}
@@ -233,7 +360,9 @@ def _class(kind):
         if kind == "sql":
             from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-            found = _bridged_class(SqlAlchemyStore, "FastflowSqlAlchemyStore")
+            found = _bridged_class(
+                SqlAlchemyStore, "FastflowSqlAlchemyStore", (_HistoryReads, _WriterMethods)
+            )
         else:
             from mlflow.store.tracking.rest_store import RestStore
 
@@ -242,13 +371,14 @@ def _class(kind):
     return found
 
 
-def _sqlite_store(store_uri, artifact_uri=None):
+def _sqlite_store(store_uri, artifact_uri=None, answers_when_written=False):
     import os
 
     cls = _class("sql")
     store = cls.__new__(cls)
     # fastflow opens (and if need be creates) the store first: MLflow then finds its schema.
     store._fastflow = _context.tracker(store_uri)
+    store._answers_when_written = answers_when_written
     if artifact_uri is None:
         artifact_uri = os.environ.get(
             "_MLFLOW_SERVER_ARTIFACT_ROOT", _context.default_artifact_root()
