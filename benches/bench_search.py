@@ -339,8 +339,14 @@ def worker_history(
         def check(history):
             check_history(tool, history, points)
 
-    # Warm-up: the first call opens the store and fills the page cache.
+    # The first read in the process, with the store open and its pages in the page cache
+    # but nothing kept by the tool itself (fastflow keeps series it read); then repeats.
+    if mode != "raw" and tool == "fastflow":
+        client.search_experiments()
+    _raw_history(path, run_id)
+    start = time.perf_counter()
     result = read()
+    first = time.perf_counter() - start
     check(result)
     seconds = []
     for _ in range(trials):
@@ -350,7 +356,7 @@ def worker_history(
         result = read()
         seconds.append(time.perf_counter() - start)
         check(result)
-    return {"seconds": seconds, "points": points, "version": tool_version(tool)}
+    return {"seconds": seconds, "first": first, "points": points, "version": tool_version(tool)}
 
 
 WORKERS: dict[str, Callable[..., dict]] = {
@@ -568,20 +574,37 @@ def build_rows(plan: Plan, res: Results) -> tuple:
     def seconds_of(out):
         return median(out["seconds"]) if out else None
 
+    def first_of(out):
+        return out.get("first") if out else None
+
     floor = seconds_of(res.reads.get("raw"))
-    for label, out, most in (
+    for label, out, most, when in (
         (
-            "get_metric_history (list) vs sqlite3 fetchall**",
+            "get_metric_history (lazy list), first read vs sqlite3 fetchall**",
             res.history.get("fastflow"),
             LIST_OVER_FLOOR,
+            first_of,
         ),
         (
-            "get_metric_history columns vs sqlite3 fetchall**",
+            "get_metric_history (lazy list), repeated vs sqlite3 fetchall**",
+            res.history.get("fastflow"),
+            LIST_OVER_FLOOR,
+            seconds_of,
+        ),
+        (
+            "get_metric_history columns, first read vs sqlite3 fetchall**",
             res.reads.get("columns"),
             COLUMNS_OVER_FLOOR,
+            first_of,
+        ),
+        (
+            "get_metric_history columns, repeated vs sqlite3 fetchall**",
+            res.reads.get("columns"),
+            COLUMNS_OVER_FLOOR,
+            seconds_of,
         ),
     ):
-        ours = seconds_of(out)
+        ours = when(out)
         over = quotient(ours, floor)
         result = verdict(over <= most) if over is not None else ERR
         targets.append((label.rstrip("*"), result))
@@ -596,9 +619,13 @@ def build_rows(plan: Plan, res: Results) -> tuple:
             )
         )
     for budget in (320, 2000):
-        ours = seconds_of(res.reads.get(f"sampled-{budget}"))
+        out = res.reads.get(f"sampled-{budget}")
+        first = first_of(out)
+        label = f"get_metric_history_sampled to {budget} points, first read (reads SQLite)"
+        rows.append((label, cell(first, fmt_seconds), "-", "-", "-", "-"))
+        ours = seconds_of(out)
         result = verdict(ours < SAMPLE_SECONDS) if ours is not None else ERR
-        label = f"get_metric_history_sampled to {budget} points"
+        label = f"get_metric_history_sampled to {budget} points, series already read"
         targets.append((label, result))
         rows.append(
             (label, cell(ours, fmt_seconds), "-", "-", f"< {SAMPLE_SECONDS * 1e3:.0f} ms", result)
