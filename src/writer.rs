@@ -83,10 +83,11 @@ impl Default for Config {
         Config {
             flush_interval: Duration::from_millis(100),
             queue_capacity: 200_000,
-            // Short transactions: a spooled record waits for the writer only as long as one
-            // commit takes, and that bounds what a kill can cost. Larger ones were not
-            // faster (the per-commit cost is small beside the rows).
-            max_batch: CHUNK,
+            // A commit at synchronous=FULL waits for the disk (milliseconds on a virtual
+            // disk), so a writer that is behind commits what it holds in large batches;
+            // what a kill can cost is bounded by the spool, not by this. A batch still takes
+            // a fraction of a second, which bounds how long a read in the process waits.
+            max_batch: 8 * CHUNK,
         }
     }
 }
