@@ -58,6 +58,8 @@ from _bench import (  # noqa: E402
 from _bench import run_worker as run_script_worker  # noqa: E402
 
 MIN_RATIO = 10.0
+# The DataFrame of every run of the experiment: columns straight from the tables.
+ALL_RUNS_MIN_RATIO = 50.0
 
 TOOLS = ("fastflow", "mlflow")
 SEARCH_EXPERIMENT = "bench"
@@ -545,12 +547,12 @@ def build_rows(plan: Plan, res: Results) -> tuple:
     is faster."""
     rows, targets = [], []
 
-    def timed_row(label: str, target_name: str, by_tool: dict) -> None:
+    def timed_row(label: str, target_name: str, by_tool: dict, least: float = MIN_RATIO) -> None:
         ff_out, ml_out = by_tool.get("fastflow"), by_tool.get("mlflow")
         ff = median(ff_out["seconds"]) if ff_out else None
         ml = median(ml_out["seconds"]) if ml_out else None
         ratio = quotient(ml, ff)
-        result = verdict(ratio >= MIN_RATIO) if ratio is not None else ERR
+        result = verdict(ratio >= least) if ratio is not None else ERR
         targets.append((target_name, result))
         rows.append(
             (
@@ -558,13 +560,14 @@ def build_rows(plan: Plan, res: Results) -> tuple:
                 cell(ff, fmt_seconds),
                 cell(ml, fmt_seconds),
                 cell(ratio, fmt_ratio),
-                f">= {MIN_RATIO:.0f}x",
+                f">= {least:.0f}x",
                 result,
             )
         )
 
     for case in CASES:
-        timed_row(case_label(plan, case), f"search_runs ({case})", res.search[case])
+        least = ALL_RUNS_MIN_RATIO if case == "all" else MIN_RATIO
+        timed_row(case_label(plan, case), f"search_runs ({case})", res.search[case], least)
     timed_row(
         f"get_metric_history, {plan.history_points:,} points of one metric",
         "get_metric_history",

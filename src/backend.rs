@@ -4,6 +4,7 @@
 
 use crate::entities::{Experiment, Metric, Run, RunInfo};
 use crate::error::Result;
+use crate::run_columns::RunColumns;
 use crate::search::{ExperimentSearch, RunSearch};
 use crate::store::MetricRow;
 
@@ -47,6 +48,10 @@ pub trait Backend: Send {
     fn restore_run(&mut self, run_id: &str) -> Result<()>;
     fn run_ids_of_experiment(&self, experiment_id: &str) -> Result<Vec<String>>;
     fn search_runs(&self, search: &RunSearch) -> Result<Vec<Run>>;
+    /// `search_runs` as the columns of MLflow's DataFrame.
+    fn search_run_columns(&self, search: &RunSearch) -> Result<RunColumns> {
+        Ok(RunColumns::from_runs(self.search_runs(search)?))
+    }
 
     /// `single`: one `log_param` call, whose errors MLflow words differently from a batch's.
     fn log_params(&mut self, run_id: &str, params: &[(String, String)], single: bool)

@@ -15,6 +15,7 @@ pub mod outbox;
 pub mod process;
 pub mod rest;
 pub mod rest_store;
+pub mod run_columns;
 pub mod runs;
 pub mod schema;
 pub mod search;

@@ -20,6 +20,7 @@ use crate::entities::{
     Metric, Number, Run, RunInfo, RunIo, LIFECYCLE_ACTIVE, LIFECYCLE_DELETED, RUN_NAME_TAG,
 };
 use crate::error::{Error, Result};
+use crate::run_columns::RunColumns;
 use crate::schema;
 use crate::search;
 use crate::series::{Series, SeriesCache};
@@ -809,6 +810,10 @@ impl Backend for Store {
     fn search_runs(&self, search: &search::RunSearch) -> Result<Vec<Run>> {
         let ids = search::search_run_ids(&self.conn, search)?;
         search::load_runs(&self.conn, &ids)
+    }
+
+    fn search_run_columns(&self, search: &search::RunSearch) -> Result<RunColumns> {
+        search::search_run_columns(&self.conn, search)
     }
 
     /// One page of `search_experiments`, in MLflow's order.

@@ -1,10 +1,13 @@
 """search_runs and search_experiments against real MLflow 3.17.2 on one database: same runs,
 same order, equal DataFrames (columns, values, dtypes), and the same filters refused."""
 
+import contextlib
 import json
 import math
+import sqlite3
 import subprocess
 import sys
+import warnings
 
 import fastflow
 import pandas as pd
@@ -225,6 +228,50 @@ def test_search_runs_refuses_what_mlflow_refuses(store, mlflow, filter_string, o
         fastflow.search_runs(filter_string=filter_string, order_by=order_by)
     assert caught.value.error_code == "INVALID_PARAMETER_VALUE"
     assert caught.value.message
+
+
+@pytest.fixture(scope="module")
+def null_tags(tmp_path_factory):
+    """Runs whose tag values are NULL in places (MLflow's log_batch stores None so): one tag
+    NULL in some runs, one NULL in every run that has it."""
+    path = tmp_path_factory.mktemp("null-tags") / "store.db"
+    client = fastflow.MlflowClient(f"sqlite:///{path}")
+    experiment = client.create_experiment("nulls")
+    ids = []
+    for i in range(6):
+        run = client.create_run(
+            experiment, tags={"some": f"s{i}"} | ({"none": "x"} if i % 2 else {})
+        )
+        client.log_param(run.info.run_id, "p", str(i))
+        client.log_metric(run.info.run_id, "m", i / 2)
+        ids.append(run.info.run_id)
+    client.flush()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE tags SET value = NULL WHERE key = 'none'")
+        conn.execute("UPDATE tags SET value = NULL WHERE key = 'some' AND run_uuid = ?", (ids[2],))
+    return f"sqlite:///{path}"
+
+
+@pytest.mark.parametrize(
+    "option",
+    [None, ("future.infer_string", False), ("mode.string_storage", "python")],
+    ids=["arrow-strings", "object-strings", "python-strings"],
+)
+@pytest.mark.parametrize("filter_string", ["", "params.p = '3'"])
+def test_frame_dtypes_as_mlflows_for_every_string_storage(null_tags, mlflow, option, filter_string):
+    """Text columns come over as Arrow buffers only when pandas would make them pyarrow-backed
+    str columns; a column of NULL tags alone stays an object column of None, as in MLflow's."""
+    fastflow.set_tracking_uri(null_tags)
+    mlflow.set_tracking_uri(null_tags)
+    with warnings.catch_warnings():
+        # pandas 3 deprecates turning off its str dtype.
+        warnings.simplefilter("ignore")
+        with pd.option_context(*option) if option else contextlib.nullcontext():
+            ours = fastflow.search_runs(search_all_experiments=True, filter_string=filter_string)
+            theirs = mlflow.search_runs(search_all_experiments=True, filter_string=filter_string)
+    assert list(ours.columns) == list(theirs.columns)
+    assert "tags.none" in ours.columns
+    pd.testing.assert_frame_equal(ours, theirs)
 
 
 def test_client_search_pages_like_mlflow(store, mlflow):

@@ -87,6 +87,7 @@ class Tracker:
         offset: int,
         limit: Optional[int],
         as_columns: bool = False,
+        packed_texts: bool = False,
     ) -> Any: ...
     def search_experiments(
         self, filter: str, view_type: int, order_by: list[str], offset: int, limit: int

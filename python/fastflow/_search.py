@@ -98,24 +98,67 @@ def _mlflow_column_order(introductions):
     return list(seen)
 
 
-def frame(columns):
-    """MLflow's ``search_runs`` DataFrame: run attributes, then metrics, params and tags."""
+def arrow_string_dtype():
+    """The dtype pandas gives a column of str and None when it is pyarrow-backed (pandas 3's
+    default ``str``), else None. Only then do text columns come over as Arrow buffers."""
     import pandas as pd
 
-    info, metrics, params, tags, introductions = columns
+    dtype = pd.Series(["", None]).dtype
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
+        return dtype
+    return None
+
+
+def _texts(values, rows, string_dtype):
+    """A text column: a list of str and None, or Arrow buffers (offsets, data, validity,
+    nulls) that become the column pandas would infer from that list."""
+    if isinstance(values, list):
+        return values
+    offsets, data, validity, nulls = values
+    if nulls == rows:
+        # A list of None only is an object column.
+        return [None] * rows
+    import pandas as pd
+    import pyarrow as pa
+
+    array = pa.LargeStringArray.from_buffers(
+        rows,
+        pa.py_buffer(offsets),
+        pa.py_buffer(data),
+        None if validity is None else pa.py_buffer(validity),
+        nulls,
+    )
+    return pd.array(array, dtype=string_dtype)
+
+
+def frame(columns, string_dtype=None):
+    """MLflow's ``search_runs`` DataFrame: run attributes, then metrics, params and tags.
+    ``string_dtype``: what ``arrow_string_dtype`` gave, when text columns are Arrow buffers."""
+    import numpy as np
+    import pandas as pd
+
+    info, (metric_keys, packed), params, tags, introductions = columns
     run_ids, experiment_ids, statuses, artifact_uris, starts, ends = info
+    rows = len(starts)
+
+    def texts(values):
+        return _texts(values, rows, string_dtype)
+
+    # One float64 array per metric: what MLflow's lists of floats and NaN become.
+    values = np.frombuffer(packed, dtype="<f8").reshape(len(metric_keys), rows)
+    metrics = zip(metric_keys, values)
     data = {
-        "run_id": run_ids,
-        "experiment_id": experiment_ids,
-        "status": statuses,
-        "artifact_uri": artifact_uris,
-        "start_time": _times(starts) if run_ids else [],
-        "end_time": _times(ends) if run_ids else [],
+        "run_id": texts(run_ids),
+        "experiment_id": texts(experiment_ids),
+        "status": texts(statuses),
+        "artifact_uri": texts(artifact_uris),
+        "start_time": _times(starts) if rows else [],
+        "end_time": _times(ends) if rows else [],
     }
     for prefix, keyed, introduced in zip(
         ("metrics.", "params.", "tags."), (metrics, params, tags), introductions
     ):
-        values = dict(keyed)
+        by_key = dict(keyed)
         for key in _mlflow_column_order(introduced):
-            data[prefix + key] = values[key]
+            data[prefix + key] = by_key[key] if prefix == "metrics." else texts(by_key[key])
     return pd.DataFrame(data)

@@ -684,6 +684,8 @@ def search_runs(
         experiment_ids = [experiment_ids]
     _search.check_max_results(max_results, threshold=None)
     experiment_ids = [str(e) for e in experiment_ids]
+    as_columns = output_format == "pandas"
+    string_dtype = _search.arrow_string_dtype() if as_columns else None
     rows = (
         client._tracker.search_runs(
             experiment_ids,
@@ -692,7 +694,8 @@ def search_runs(
             list(order_by or []),
             0,
             max_results,
-            as_columns=output_format == "pandas",
+            as_columns=as_columns,
+            packed_texts=string_dtype is not None,
         )
         if experiment_ids
         else None
@@ -700,8 +703,8 @@ def search_runs(
     if output_format == "list":
         return [Run._from_row(r) for r in rows] if rows else []
     if rows is None:
-        rows = (([], [], [], [], [], []), [], [], [], ([], [], []))
-    return _search.frame(rows)
+        rows = (([], [], [], [], [], []), ([], b""), [], [], ([], [], []))
+    return _search.frame(rows, string_dtype)
 
 
 def sync(tracking_uri=None) -> dict:

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyString, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyList, PyString, PyTuple};
 
 use super::errors::{raise_pending, to_pyerr, IntoPyResult};
 use super::metrics::{self, BatchMetric, Given, Value};
@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::outbox;
 use crate::process;
 use crate::rest_store::RestStore;
+use crate::run_columns::{PackedTexts, RunColumns, Texts};
 use crate::runs::RunSlot;
 use crate::search;
 use crate::series;
@@ -148,106 +149,83 @@ fn run_search(
     })
 }
 
-type InfoColumns = (
-    Vec<String>,
-    Vec<String>,
-    Vec<String>,
-    Vec<String>,
-    Vec<Option<i64>>,
-    Vec<Option<i64>>,
-);
-/// For each run that brings keys not seen in an earlier run: its index and all its keys,
-/// in the order of the run's own dict.
-type Introductions = Vec<(usize, Vec<String>)>;
-type RunColumns = (
-    InfoColumns,
-    Vec<(String, Vec<f64>)>,
-    Vec<(String, Vec<Option<String>>)>,
-    Vec<(String, Vec<Option<String>>)>,
-    (Introductions, Introductions, Introductions),
-);
-
-/// One column per key, in the order keys first appear, with `missing` where a run lacks
-/// the key.
-struct Keyed<T> {
-    columns: Vec<(String, Vec<T>)>,
-    index: rustc_hash::FxHashMap<String, usize>,
-    rows: usize,
-    missing: T,
-    introductions: Introductions,
+/// A text column as a list of str and None or, with `packed`, as the buffers of an Arrow
+/// large-string array: (offsets, data, validity or None, number of nulls).
+fn text_column<'py, 'a>(
+    py: Python<'py>,
+    cells: impl ExactSizeIterator<Item = Option<&'a str>>,
+    packed: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    if packed {
+        let p = PackedTexts::pack(cells);
+        let validity = p.validity.map(|bits| PyBytes::new(py, &bits));
+        let buffers = (
+            PyBytes::new(py, &p.offsets),
+            PyBytes::new(py, &p.data),
+            validity,
+            p.nulls,
+        );
+        return Ok(buffers.into_pyobject(py)?.into_any());
+    }
+    let values = cells.map(|cell| match cell {
+        Some(text) => PyString::new(py, text).into_any(),
+        None => py.None().into_bound(py),
+    });
+    Ok(PyList::new(py, values)?.into_any())
 }
 
-impl<T: Clone> Keyed<T> {
-    fn new(rows: usize, missing: T) -> Self {
-        Keyed {
-            columns: Vec::new(),
-            index: Default::default(),
-            rows,
-            missing,
-            introductions: Vec::new(),
+/// A page of runs as the Python side builds MLflow's DataFrame from it: run attributes;
+/// the metric keys and their values packed as little-endian f64, one column after another;
+/// (key, values) per param and tag; and, for metrics, params and tags, each run that brings
+/// a new key with all its keys (see `Keyed::introductions`). Text columns are given as
+/// `text_column` gives them.
+fn columns_object(
+    py: Python<'_>,
+    columns: RunColumns,
+    packed: bool,
+) -> PyResult<Bound<'_, PyTuple>> {
+    let a = &columns.attributes;
+    let texts =
+        |values: &[String]| text_column(py, values.iter().map(|v| Some(v.as_str())), packed);
+    let attributes = (
+        texts(&a.run_ids)?,
+        texts(&a.experiment_ids)?,
+        texts(&a.statuses)?,
+        texts(&a.artifact_uris)?,
+        &a.start_times,
+        &a.end_times,
+    )
+        .into_pyobject(py)?;
+    let metrics = &columns.metrics.columns;
+    let keys: Vec<&str> = metrics.iter().map(|(key, _)| key.as_str()).collect();
+    let size = metrics.iter().map(|(_, values)| values.len() * 8).sum();
+    let values = PyBytes::new_with(py, size, |buffer| {
+        let values = metrics.iter().flat_map(|(_, values)| values);
+        for (slot, value) in buffer.chunks_exact_mut(8).zip(values) {
+            slot.copy_from_slice(&value.to_le_bytes());
         }
-    }
-
-    /// Notes `row`'s keys when one of them is new: MLflow orders a frame's new columns by
-    /// a set made of them, which the Python side rebuilds.
-    fn introduce<'k>(&mut self, row: usize, keys: impl Iterator<Item = &'k String> + Clone) {
-        if keys.clone().any(|key| !self.index.contains_key(key)) {
-            self.introductions.push((row, keys.cloned().collect()));
-        }
-    }
-
-    fn set(&mut self, row: usize, key: String, value: T) {
-        let at = match self.index.get(&key) {
-            Some(&at) => at,
-            None => {
-                self.index.insert(key.clone(), self.columns.len());
-                self.columns
-                    .push((key, vec![self.missing.clone(); self.rows]));
-                self.columns.len() - 1
-            }
-        };
-        self.columns[at].1[row] = value;
-    }
-}
-
-fn columns(runs: Vec<Run>) -> RunColumns {
-    let rows = runs.len();
-    let mut info: InfoColumns = Default::default();
-    let mut metrics = Keyed::new(rows, f64::NAN);
-    let mut params = Keyed::new(rows, None);
-    let mut tags = Keyed::new(rows, None);
-    for (row, run) in runs.into_iter().enumerate() {
-        info.0.push(run.info.run_id);
-        info.1.push(run.info.experiment_id);
-        info.2.push(run.info.status);
-        info.3.push(run.info.artifact_uri);
-        info.4.push(run.info.start_time);
-        info.5.push(run.info.end_time);
-        metrics.introduce(row, run.metrics.iter().map(|m| &m.key));
-        for metric in run.metrics {
-            metrics.set(row, metric.key, metric.value);
-        }
-        params.introduce(row, run.params.iter().map(|(key, _)| key));
-        for (key, value) in run.params {
-            params.set(row, key, Some(value));
-        }
-        tags.introduce(row, run.tags.iter().map(|(key, _)| key));
-        for (key, value) in run.tags {
-            tags.set(row, key, value);
-        }
-    }
+        Ok(())
+    })?;
+    let keyed = |texts: &Texts| -> PyResult<Bound<'_, PyList>> {
+        let columns = texts.keyed.columns.iter().map(|(key, cells)| {
+            let values = text_column(py, cells.iter().map(|&cell| texts.text(cell)), packed)?;
+            (key.as_str(), values).into_pyobject(py)
+        });
+        PyList::new(py, columns.collect::<PyResult<Vec<_>>>()?)
+    };
     let introductions = (
-        metrics.introductions,
-        params.introductions,
-        tags.introductions,
+        columns.metrics.introductions(),
+        columns.params.keyed.introductions(),
+        columns.tags.keyed.introductions(),
     );
     (
-        info,
-        metrics.columns,
-        params.columns,
-        tags.columns,
+        attributes,
+        (keys, values),
+        keyed(&columns.params)?,
+        keyed(&columns.tags)?,
         introductions,
     )
+        .into_pyobject(py)
 }
 
 fn metric_tuple(m: Metric) -> MetricTuple {
@@ -1132,9 +1110,12 @@ impl Tracker {
     }
 
     /// One page of runs in MLflow's order; points still queued are written first. With
-    /// `as_columns`, the shape a DataFrame is built from: run attributes, then (key, values)
-    /// per metric, param and tag, with None where a run lacks the key.
-    #[pyo3(signature = (experiment_ids, filter, view_type, order_by, offset, limit, as_columns=false))]
+    /// `as_columns`, the shape a DataFrame is built from (see `columns_object`), its text
+    /// columns as Arrow buffers with `packed_texts`.
+    #[pyo3(signature = (
+        experiment_ids, filter, view_type, order_by, offset, limit, as_columns=false,
+        packed_texts=false
+    ))]
     #[allow(clippy::too_many_arguments)]
     fn search_runs(
         &self,
@@ -1146,6 +1127,7 @@ impl Tracker {
         offset: i64,
         limit: Option<i64>,
         as_columns: bool,
+        packed_texts: bool,
     ) -> PyResult<Py<PyAny>> {
         let search = run_search(
             py,
@@ -1157,14 +1139,19 @@ impl Tracker {
             limit,
         )?;
         let engine = self.engine(py)?;
+        if as_columns {
+            let columns = run_job(py, &engine, move |s| {
+                s.write_pending()?;
+                s.store.search_run_columns(&search)
+            })?;
+            return Ok(columns_object(py, columns, packed_texts)?
+                .into_any()
+                .unbind());
+        }
         let runs = run_job(py, &engine, move |s| {
             s.write_pending()?;
             s.store.search_runs(&search)
         })?;
-        if as_columns {
-            let columns = py.detach(|| columns(runs));
-            return Ok(columns.into_pyobject(py)?.into_any().unbind());
-        }
         let rows: Vec<RunTuple> = runs.into_iter().map(run_tuple).collect();
         Ok(rows.into_pyobject(py)?.into_any().unbind())
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import struct
 import threading
 
@@ -126,9 +127,13 @@ def _columns(runs):
         return found
 
     picks = (lambda r: r.data.metrics, lambda r: r.data.params, lambda r: r.data.tags)
+    metrics = keyed(picks[0])
+    values = [math.nan if v is None else v for _, column in metrics for v in column]
+    packed = struct.pack(f"<{len(values)}d", *values)
     return (
         attributes,
-        *(keyed(pick) for pick in picks),
+        ([key for key, _ in metrics], packed),
+        *(keyed(pick) for pick in picks[1:]),
         tuple(introductions(pick) for pick in picks),
     )
 
@@ -326,8 +331,17 @@ class ForeignTracker:
 
     @_as_fastflow_errors
     def search_runs(
-        self, experiment_ids, filter, view_type, order_by, offset, limit, as_columns=False
+        self,
+        experiment_ids,
+        filter,
+        view_type,
+        order_by,
+        offset,
+        limit,
+        as_columns=False,
+        packed_texts=False,
     ):
+        # Text columns come as lists whatever `packed_texts` asks: `_search.frame` takes both.
         self.flush()
         wanted = None if limit is None else offset + limit
         found, token = [], None

@@ -703,6 +703,7 @@ class MlflowClient:
         )
 
     def _search_runs_frame(self, experiment_id, filter_string):
+        string_dtype = _search.arrow_string_dtype()
         columns = self._tracker.search_runs(
             [str(experiment_id)],
             filter_string,
@@ -711,8 +712,9 @@ class MlflowClient:
             0,
             _search.SEARCH_MAX_RESULTS_PANDAS,
             as_columns=True,
+            packed_texts=string_dtype is not None,
         )
-        return _search.frame(columns)
+        return _search.frame(columns, string_dtype)
 
     def _load_run_table(self, run, artifact_file, extra_columns):
         """One run's table; ``run`` is its row of ``search_runs``' DataFrame."""
