@@ -19,6 +19,8 @@ pub fn now_millis() -> i64 {
         };
         // SAFETY: `now` is a valid timespec to write into.
         if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) } == 0 {
+            // The fields are narrower than i64 on some targets.
+            #[allow(clippy::unnecessary_cast)]
             return now.tv_sec as i64 * 1000 + now.tv_nsec as i64 / 1_000_000;
         }
     }
