@@ -87,7 +87,7 @@ impl Default for Config {
             // disk), so a writer that is behind commits what it holds in large batches;
             // what a kill can cost is bounded by the spool, not by this. A batch still takes
             // a fraction of a second, which bounds how long a read in the process waits.
-            max_batch: 8 * CHUNK,
+            max_batch: 32 * CHUNK,
         }
     }
 }
