@@ -978,8 +978,10 @@ impl Engine {
         (engine, receiver)
     }
 
-    /// The hot path: a send that only blocks when the queue is full.
-    #[inline]
+    /// One point straight into the queue, past the lanes, never waiting: for callers that
+    /// drive an engine by hand (the writer's and the outbox's tests). The hot path goes
+    /// through `producer` and `send_points` instead. The point comes back when the queue is
+    /// full or the spooler holds callers back.
     pub fn try_send_metric(&self, record: MetricRecord) -> std::result::Result<(), Msg> {
         if self.held_back() {
             return Err(Msg::Metric(record));

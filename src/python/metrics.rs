@@ -1,6 +1,6 @@
-//! The hot path: `log_metric` finds the thread's active run, stamps the point and sends a
-//! 32-byte record to the writer. Only unusual input (non-float values, explicit steps that
-//! need conversion, a full queue, no active run) leaves the fast lane.
+//! The hot path: `log_metric` finds the thread's active run, stamps the point and leaves a
+//! 32-byte record in the thread's lane (see `lanes`). Only unusual input (non-float values,
+//! explicit steps that need conversion, a full lane, no active run) leaves the fast lane.
 
 use std::cell::RefCell;
 use std::sync::Arc;
