@@ -38,6 +38,20 @@ def clean_fluent_state(monkeypatch, tmp_path):
         fastflow.end_run()
     fluent._active_experiment_id = None
     _context._reset_tracking_uri()
+    remove_large_files(tmp_path)
+
+
+def remove_large_files(root, at_least=64 << 20):
+    """Gibibyte files of streaming tests go as soon as their test ends, passed or not:
+    kept, a few of them fill a CI runner's disk and every later test fails to start."""
+    for directory, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(directory, name)
+            try:
+                if os.lstat(path).st_size >= at_least:
+                    os.remove(path)
+            except OSError:
+                pass
 
 
 @pytest.fixture

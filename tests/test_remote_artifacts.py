@@ -6,7 +6,7 @@ import os
 
 import fastflow
 import pytest
-from conftest import file_tree, run_python
+from conftest import file_tree, remove_large_files, run_python
 from remote_server import MlflowServer
 
 
@@ -111,13 +111,17 @@ print((after - before) * 1024, run.info.run_id)
 
 
 def test_large_files_stream_up_and_down(server, mlflow, tmp_path):
-    growth, run_id = run_python(_BIG, tmp_path / "big.bin", server.uri, tmp_path / "o")
-    assert int(growth) < 64 << 20
-    (info,) = mlflow.MlflowClient(tracking_uri=server.uri).list_artifacts(run_id, "big")
-    assert info.file_size == 1 << 30
-    with open(tmp_path / "big.bin", "rb") as a, open(tmp_path / "o" / "big" / "big.bin", "rb") as b:
-        while chunk := a.read(1 << 24):
-            assert chunk == b.read(1 << 24)
+    try:
+        growth, run_id = run_python(_BIG, tmp_path / "big.bin", server.uri, tmp_path / "o")
+        assert int(growth) < 64 << 20
+        (info,) = mlflow.MlflowClient(tracking_uri=server.uri).list_artifacts(run_id, "big")
+        assert info.file_size == 1 << 30
+        with open(tmp_path / "big.bin", "rb") as a:
+            with open(tmp_path / "o" / "big" / "big.bin", "rb") as b:
+                while chunk := a.read(1 << 24):
+                    assert chunk == b.read(1 << 24)
+    finally:
+        remove_large_files(server.artifacts_destination)
 
 
 def test_bad_paths_and_an_unwritable_destination_keep_what_was_logged(server, mlflow, tmp_path):
