@@ -1,34 +1,11 @@
 //! Plain values read from and written to the store, shaped like MLflow's entities.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 pub const LIFECYCLE_ACTIVE: &str = "active";
 pub const LIFECYCLE_DELETED: &str = "deleted";
 pub const RUN_NAME_TAG: &str = "mlflow.runName";
 pub const RUN_STATUSES: [&str; 5] = ["RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"];
 
-#[inline]
-pub fn now_millis() -> i64 {
-    // The hot path stamps every point: reading the clock directly skips the checked
-    // subtraction and 128-bit division of `SystemTime::duration_since(..).as_millis()`.
-    #[cfg(unix)]
-    {
-        let mut now = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `now` is a valid timespec to write into.
-        if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) } == 0 {
-            // The fields are narrower than i64 on some targets.
-            #[allow(clippy::unnecessary_cast)]
-            return now.tv_sec as i64 * 1000 + now.tv_nsec as i64 / 1_000_000;
-        }
-    }
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use crate::clock::now_millis;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Experiment {

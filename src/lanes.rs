@@ -21,9 +21,11 @@ use crate::writer::MetricRecord;
 pub const LANE_POINTS: usize = 1024;
 const MASK: usize = LANE_POINTS - 1;
 
-/// Keeps the producer's and the consumers' counters on cache lines of their own.
+/// Keeps a value on cache lines of its own: the producer's and the consumers' counters,
+/// and flags the hot path reads beside fields other threads write.
 #[repr(align(128))]
-struct Padded<T>(T);
+#[derive(Default)]
+pub struct Padded<T>(pub T);
 
 pub struct Lane {
     slots: Box<[UnsafeCell<MetricRecord>]>,

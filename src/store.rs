@@ -461,30 +461,51 @@ impl Store {
         // as a later equal point would not replace it in MLflow either.
         let mut latest: Vec<(&str, &str, Number, Number, f64, bool)> = Vec::new();
         let mut at: FxHashMap<(&str, &str), usize> = FxHashMap::default();
+        // Points of one series come in stretches; the writer's rows share one string per
+        // name, so an address match finds the stretch's entry without hashing.
+        let mut stretch: Option<(*const u8, *const u8, usize)> = None;
         for row in rows {
             let (value, is_nan) = sanitize_metric_value(row.value);
             let candidate = (row.run_id, row.key, row.step, row.timestamp, value, is_nan);
-            match at.get(&(row.run_id, row.key)) {
-                Some(&i) => {
+            let same = stretch
+                .filter(|&(run, key, _)| run == row.run_id.as_ptr() && key == row.key.as_ptr());
+            let found = match same {
+                Some((.., i))
+                    if latest[i].0.len() == row.run_id.len()
+                        && latest[i].1.len() == row.key.len() =>
+                {
+                    Some(i)
+                }
+                _ => at.get(&(row.run_id, row.key)).copied(),
+            };
+            let i = match found {
+                Some(i) => {
                     if newer(&candidate, &latest[i]) {
                         latest[i] = candidate;
                     }
+                    i
                 }
                 None => {
                     at.insert((row.run_id, row.key), latest.len());
                     latest.push(candidate);
+                    latest.len() - 1
                 }
-            }
+            };
+            stretch = Some((row.run_id.as_ptr(), row.key.as_ptr(), i));
         }
         {
-            // Sorted input fills the metrics primary-key index in order.
-            let mut order: Vec<&MetricRow<'_>> = rows.iter().collect();
-            order.sort_by(|a, b| {
+            // Sorted input fills the metrics primary-key index in order; a batch of one
+            // series logged in order is sorted already.
+            let in_index_order = |a: &&MetricRow<'_>, b: &&MetricRow<'_>| {
                 (a.run_id, a.key)
                     .cmp(&(b.run_id, b.key))
                     .then(a.timestamp.cmp_value(b.timestamp))
                     .then(a.step.cmp_value(b.step))
-            });
+            };
+            let mut order: Vec<&MetricRow<'_>> = rows.iter().collect();
+            if !order.is_sorted_by(|a, b| in_index_order(a, b).is_le()) {
+                order.sort_by(in_index_order);
+            }
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO metrics (key, value, timestamp, run_uuid, step, is_nan) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

@@ -23,7 +23,7 @@ use crate::backend::Backend;
 use crate::entities::{Number, LIFECYCLE_ACTIVE};
 use crate::error::{Error, Result};
 use crate::interner::Interner;
-use crate::lanes::{Lane, Lanes, Producer, LANE_POINTS};
+use crate::lanes::{Lane, Lanes, Padded, Producer, LANE_POINTS};
 use crate::runs::RunRegistry;
 use crate::spool::{self, Journal, RunEvent, RUN_OPENED};
 use crate::store::{run_not_active, MetricRow, Store};
@@ -110,7 +110,8 @@ impl Config {
 /// What the writer tells callers: the first write failure not yet reported.
 #[derive(Default)]
 pub struct Shared {
-    has_error: AtomicBool,
+    /// Read by every hot-path call; `held` beside it changes with every commit.
+    has_error: Padded<AtomicBool>,
     error: Mutex<Option<Error>>,
     /// Set by the spooler while the writer is behind and its backlog is full: the hot path
     /// then waits before queueing, since what waits in the queue is not journaled yet.
@@ -126,21 +127,21 @@ impl Shared {
         if slot.is_none() {
             *slot = Some(error);
         }
-        self.has_error.store(true, Ordering::Release);
+        self.has_error.0.store(true, Ordering::Release);
     }
 
     #[inline]
     pub fn has_error(&self) -> bool {
-        self.has_error.load(Ordering::Relaxed)
+        self.has_error.0.load(Ordering::Relaxed)
     }
 
     /// The pending failure, once. One relaxed load when there is none: it sits on the hot path.
     #[inline]
     pub fn take_error(&self) -> Option<Error> {
-        if !self.has_error.load(Ordering::Relaxed) {
+        if !self.has_error.0.load(Ordering::Relaxed) {
             return None;
         }
-        self.has_error.store(false, Ordering::Relaxed);
+        self.has_error.0.store(false, Ordering::Relaxed);
         self.error.lock().take()
     }
 }
@@ -219,7 +220,13 @@ impl WriterState {
     /// holds back the others. Checked on every batch (one lookup per run), because another
     /// process may delete a run at any time.
     fn strand_unwritable(&mut self) -> Result<()> {
-        let mut unchecked: Vec<u32> = self.pending.iter().map(|r| r.run).collect();
+        // A batch holds a few runs in long stretches: one entry per stretch, not per point.
+        let mut unchecked: Vec<u32> = Vec::new();
+        for record in &self.pending {
+            if unchecked.last() != Some(&record.run) {
+                unchecked.push(record.run);
+            }
+        }
         unchecked.sort_unstable();
         unchecked.dedup();
         let mut refused: FxHashMap<u32, Error> = FxHashMap::default();
@@ -299,19 +306,27 @@ impl WriterState {
         // Grouped by run (a tracking server takes one run per call); the sort is stable, so
         // each run's points keep the order they were logged in, which MLflow's latest-value
         // rule and its order of a run's metrics depend on.
-        self.pending.sort_by_key(|r| r.run);
-        let mut keys = Vec::with_capacity(self.pending.len());
-        let mut runs = Vec::with_capacity(self.pending.len());
+        if !self.pending.is_sorted_by_key(|r| r.run) {
+            self.pending.sort_by_key(|r| r.run);
+        }
+        // Names are looked up once per batch; the rows borrow them (no count per point).
+        let (mut last_key, mut last_run) = (None, None);
         for i in 0..self.pending.len() {
             let record = self.pending[i];
-            keys.push(self.key(record.key));
-            runs.push(self.run_id(record.run)?);
+            if last_key != Some(record.key) {
+                self.key(record.key);
+                last_key = Some(record.key);
+            }
+            if last_run != Some(record.run) {
+                self.run_id(record.run)?;
+                last_run = Some(record.run);
+            }
         }
+        let (keys, run_ids) = (&self.keys, &self.run_ids);
         let rows: Vec<MetricRow<'_>> = self
             .pending
             .iter()
-            .zip(keys.iter().zip(runs.iter()))
-            .map(|(r, (key, run_id))| metric_row(run_id, key, r))
+            .map(|r| metric_row(&run_ids[r.run as usize], &keys[r.key as usize], r))
             .collect();
         self.store.insert_metrics(&rows)?;
         self.pending.clear();

@@ -15,6 +15,7 @@ use rustc_hash::FxHashMap;
 use super::errors::{raise_pending, to_pyerr, IntoPyResult};
 use super::outbox::Outbox;
 use super::tracker::{flush_engine, Tracker};
+use crate::clock::MillisClock;
 use crate::entities::{now_millis, sanitize_metric_value, Number};
 use crate::error::{Error, Result};
 use crate::lanes::{Lane, Producer};
@@ -33,6 +34,7 @@ struct ThreadRun {
     /// This thread's lane into the engine: the hot path's points wait there.
     producer: Producer,
     keys: KeyObjects,
+    clock: MillisClock,
     /// Steps at which the run logged a model (MLflow's ``log_model``): MLflow links a fluent
     /// metric of such a step to those models, so those points take MLflow's path.
     model_steps: Box<[i64]>,
@@ -687,7 +689,7 @@ fn try_fast(
             run: run.slot.index,
             key,
             value,
-            timestamp: now_millis(),
+            timestamp: run.clock.now(),
             step,
         };
         if run.producer.push(record) {
@@ -806,6 +808,35 @@ pub fn log_metric(
             return Ok(None);
         }
     }
+    log_metric_slow(
+        py,
+        key,
+        value,
+        step,
+        synchronous,
+        timestamp,
+        run_id,
+        model_id,
+        dataset,
+    )
+}
+
+/// Everything the fast lane declines; kept out of line so that the fast lane's frame stays
+/// small.
+#[cold]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn log_metric_slow(
+    py: Python<'_>,
+    key: &Bound<'_, PyAny>,
+    value: &Bound<'_, PyAny>,
+    step: Option<&Bound<'_, PyAny>>,
+    synchronous: Option<bool>,
+    timestamp: Option<&Bound<'_, PyAny>>,
+    run_id: Option<&str>,
+    model_id: Option<&Bound<'_, PyAny>>,
+    dataset: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Option<Py<PyAny>>> {
     if model_id.is_some() || dataset.is_some() || links_a_model(run_id, step) {
         return log_linked(
             py,
@@ -922,6 +953,7 @@ pub fn _set_thread_run(
                 generation: process::generation(),
                 producer: engine.producer(),
                 keys: KeyObjects::default(),
+                clock: MillisClock::default(),
                 engine,
                 slot,
                 model_steps: model_steps.into_boxed_slice(),
