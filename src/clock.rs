@@ -10,8 +10,6 @@
 //! keeps time with it (its clocksource is `tsc`: constant rate, synchronized across CPUs);
 //! elsewhere, and until the rate is known, every stamp reads the system clock.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch, as MLflow's `get_current_time_millis`.
@@ -28,6 +26,7 @@ pub fn now_millis() -> i64 {
         .unwrap_or(0)
 }
 
+#[cfg_attr(not(unix), allow(dead_code))]
 const NANOS_PER_MILLI: i64 = 1_000_000;
 
 #[cfg(unix)]
@@ -80,69 +79,82 @@ impl MillisClock {
             }
             return millis;
         }
+        let _ = tsc_before;
         now_millis()
     }
 }
 
-/// A lower bound of TSC cycles per millisecond; 0 while unknown or where the TSC is not
-/// the kernel's clock.
-static CYCLES_PER_MILLI_LOW: AtomicU64 = AtomicU64::new(0);
-/// The first (TSC, monotonic ns) pair, once a calibration has started.
-static FIRST_SAMPLE: OnceLock<Option<(u64, i64)>> = OnceLock::new();
-/// How long apart the two samples of the calibration are, at least.
-const CALIBRATION_NS: i64 = 20 * NANOS_PER_MILLI;
-
 fn cycles_per_milli_low() -> u64 {
-    let known = CYCLES_PER_MILLI_LOW.load(Ordering::Relaxed);
-    if known != 0 {
-        return known;
-    }
-    calibrate().unwrap_or(0)
-}
-
-/// Measures the TSC's rate over at least `CALIBRATION_NS`, from the first call on; until then
-/// `None`, and stamps read the system clock.
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-fn calibrate() -> Option<u64> {
-    let sample = || Some((tsc()?, clock_nanos(libc::CLOCK_MONOTONIC_RAW)?));
-    let (tsc0, ns0) = (*FIRST_SAMPLE.get_or_init(|| {
-        let kernel_uses_tsc = std::fs::read_to_string(
-            "/sys/devices/system/clocksource/clocksource0/current_clocksource",
-        )
-        .is_ok_and(|source| source.trim() == "tsc");
-        if kernel_uses_tsc {
-            sample()
-        } else {
-            None
-        }
-    }))?;
-    let (tsc1, ns1) = sample()?;
-    let elapsed_ns = ns1 - ns0;
-    if elapsed_ns < CALIBRATION_NS || tsc1 <= tsc0 {
-        return None;
-    }
-    let per_ms = u128::from(tsc1 - tsc0) * NANOS_PER_MILLI as u128 / elapsed_ns as u128;
-    let low = u64::try_from(per_ms * 99 / 100).ok()?;
-    CYCLES_PER_MILLI_LOW.store(low, Ordering::Relaxed);
-    Some(low)
-}
-
-#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-fn calibrate() -> Option<u64> {
-    let _ = &FIRST_SAMPLE;
-    None
+    tsc::cycles_per_milli_low()
 }
 
 #[inline]
 fn tsc() -> Option<u64> {
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    {
+    tsc::read()
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod tsc {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+
+    use super::{clock_nanos, NANOS_PER_MILLI};
+
+    /// A lower bound of TSC cycles per millisecond; 0 while unknown.
+    static CYCLES_PER_MILLI_LOW: AtomicU64 = AtomicU64::new(0);
+    /// The first (TSC, monotonic ns) pair, or `None` where the kernel keeps time otherwise.
+    pub(super) static FIRST_SAMPLE: OnceLock<Option<(u64, i64)>> = OnceLock::new();
+    /// How long apart the two samples of the calibration are, at least.
+    const CALIBRATION_NS: i64 = 20 * NANOS_PER_MILLI;
+
+    #[inline]
+    pub fn read() -> Option<u64> {
         // SAFETY: rdtsc has no preconditions on x86_64.
         Some(unsafe { core::arch::x86_64::_rdtsc() })
     }
-    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-    {
+
+    pub fn cycles_per_milli_low() -> u64 {
+        match CYCLES_PER_MILLI_LOW.load(Ordering::Relaxed) {
+            0 => calibrate().unwrap_or(0),
+            known => known,
+        }
+    }
+
+    /// Measures the TSC's rate over at least `CALIBRATION_NS` from the first call on; until
+    /// then `None`, and stamps read the system clock.
+    fn calibrate() -> Option<u64> {
+        let sample = || Some((read()?, clock_nanos(libc::CLOCK_MONOTONIC_RAW)?));
+        let (tsc0, ns0) = (*FIRST_SAMPLE.get_or_init(|| {
+            let source = "/sys/devices/system/clocksource/clocksource0/current_clocksource";
+            let kernel_uses_tsc =
+                std::fs::read_to_string(source).is_ok_and(|name| name.trim() == "tsc");
+            if kernel_uses_tsc {
+                sample()
+            } else {
+                None
+            }
+        }))?;
+        let (tsc1, ns1) = sample()?;
+        let elapsed_ns = ns1 - ns0;
+        if elapsed_ns < CALIBRATION_NS || tsc1 <= tsc0 {
+            return None;
+        }
+        let per_ms = u128::from(tsc1 - tsc0) * NANOS_PER_MILLI as u128 / elapsed_ns as u128;
+        let low = u64::try_from(per_ms * 99 / 100).ok()?;
+        CYCLES_PER_MILLI_LOW.store(low, Ordering::Relaxed);
+        Some(low)
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+mod tsc {
+    #[inline]
+    pub fn read() -> Option<u64> {
         None
+    }
+
+    pub fn cycles_per_milli_low() -> u64 {
+        0
     }
 }
 
@@ -168,16 +180,16 @@ mod tests {
         assert!(checked > 1_000);
     }
 
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     #[test]
     fn the_rate_bound_is_learned_after_the_calibration_time() {
-        if cycles_per_milli_low() == 0 && FIRST_SAMPLE.get().is_some_and(Option::is_none) {
-            return; // not a TSC machine: every stamp reads the system clock
+        cycles_per_milli_low();
+        if tsc::FIRST_SAMPLE.get().is_some_and(Option::is_none) {
+            return; // the kernel keeps time otherwise: every stamp reads the system clock
         }
         std::thread::sleep(std::time::Duration::from_millis(25));
         let per_ms = cycles_per_milli_low();
-        if FIRST_SAMPLE.get().is_some_and(Option::is_some) {
-            // Any real TSC ticks between 100 MHz and 10 GHz.
-            assert!((100_000..10_000_000).contains(&per_ms), "{per_ms}");
-        }
+        // Any real TSC ticks between 100 MHz and 10 GHz.
+        assert!((100_000..10_000_000).contains(&per_ms), "{per_ms}");
     }
 }
