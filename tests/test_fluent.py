@@ -1,5 +1,6 @@
 """Fluent semantics as MLflow has them: run stack, auto-start, env vars, exit, import paths."""
 
+import inspect
 import subprocess
 import sys
 import textwrap
@@ -179,3 +180,42 @@ def test_a_run_left_open_by_an_earlier_ray_task_ends_failed(db_uri, mlflow):
     implicit._task = "task-c"
     fastflow.fluent._end_runs_left_by_other_tasks(fastflow.fluent._stack(), "task-d")
     assert oracle.get_run(implicit.info.run_id).info.status == "FINISHED"
+
+
+def test_every_call_shape_of_log_metric_lands_as_mlflow_reads_it(db_uri, mlflow):
+    # The common shapes take log_metric's own entry, the rest the full signature; a keyword
+    # name built at run time is not interned, so the entry compares its text.
+    step_name = "".join(["st", "ep"])
+    with fastflow.start_run() as run:
+        for i in range(3):  # the first call of a key takes the full path, the next ones not
+            fastflow.log_metric("bare", float(i))
+            fastflow.log_metric("positional", i, 10 + i)
+            fastflow.log_metric("keyword", 0.5 * i, step=20 + i)
+            fastflow.log_metric("built", 1.0 + i, **{step_name: 30 + i})
+            fastflow.log_metric(key="named", value=2.0, step=i)
+            fastflow.log_metric("stamped", 3.0, step=i, timestamp=1_700_000_000_000 + i)
+            fastflow.log_metric("none-step", 4.0 + i, step=None)
+        with pytest.raises(TypeError, match="unexpected keyword argument 'stepp'"):
+            fastflow.log_metric("bare", 1.0, stepp=1)
+        with pytest.raises(TypeError, match="missing 1 required positional argument"):
+            fastflow.log_metric("bare")
+        with pytest.raises(fastflow.MlflowException, match="valid double"):
+            fastflow.log_metric("bare", "x", step=1)
+    client = mlflow.MlflowClient(tracking_uri=db_uri)
+
+    def history(key):
+        points = client.get_metric_history(run.info.run_id, key)
+        return [(p.value, p.step) for p in sorted(points, key=lambda p: (p.step, p.timestamp))]
+
+    assert history("bare") == [(0.0, 0), (1.0, 0), (2.0, 0)]
+    assert history("positional") == [(0.0, 10), (1.0, 11), (2.0, 12)]
+    assert history("keyword") == [(0.0, 20), (0.5, 21), (1.0, 22)]
+    assert history("built") == [(1.0, 30), (2.0, 31), (3.0, 32)]
+    assert history("named") == [(2.0, 0), (2.0, 1), (2.0, 2)]
+    stamped = client.get_metric_history(run.info.run_id, "stamped")
+    assert sorted(p.timestamp for p in stamped) == [1_700_000_000_000 + i for i in range(3)]
+    assert [p.step for p in client.get_metric_history(run.info.run_id, "none-step")] == [0, 0, 0]
+    assert str(inspect.signature(fastflow.log_metric)) == (
+        "(key, value, step=None, synchronous=None, timestamp=None, run_id=None, "
+        "model_id=None, dataset=None)"
+    )

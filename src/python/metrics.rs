@@ -634,6 +634,28 @@ fn try_fast(
     value: &Bound<'_, PyAny>,
     step: Option<&Bound<'_, PyAny>>,
 ) -> Fast {
+    try_fast_keys(key, value, step, true)
+}
+
+/// `try_fast` for callers outside PyO3's call guard (see `fast_entry`): they may not keep a
+/// new key object (that would drop a Python reference without the guard), so a key not
+/// cached yet declines the fast lane.
+#[inline]
+pub(super) fn try_fast_known_key(
+    key: &Bound<'_, PyAny>,
+    value: &Bound<'_, PyAny>,
+    step: Option<&Bound<'_, PyAny>>,
+) -> bool {
+    matches!(try_fast_keys(key, value, step, false), Fast::Sent)
+}
+
+#[inline(always)]
+fn try_fast_keys(
+    key: &Bound<'_, PyAny>,
+    value: &Bound<'_, PyAny>,
+    step: Option<&Bound<'_, PyAny>>,
+    learn_keys: bool,
+) -> Fast {
     ACTIVE.with(|cell| {
         let Ok(mut active) = cell.try_borrow_mut() else {
             return Fast::Slow;
@@ -673,6 +695,7 @@ fn try_fast(
         };
         let key = match run.keys.get(key) {
             Some(id) => id,
+            None if !learn_keys => return Fast::Slow,
             None => {
                 let Ok(id) = key
                     .to_str()

@@ -2,6 +2,7 @@
 
 mod artifacts;
 mod errors;
+mod fast_entry;
 mod metrics;
 mod outbox;
 mod sqlite_check;
@@ -30,7 +31,7 @@ fn _fastflow(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<tracker::Tracker>()?;
     m.add_class::<outbox::Outbox>()?;
     m.add_class::<outbox::Packet>()?;
-    m.add_function(wrap_pyfunction!(metrics::log_metric, m)?)?;
+    fast_entry::add_log_metric(m)?;
     m.add_function(wrap_pyfunction!(metrics::log_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::_set_thread_run, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::_after_fork_in_child, m)?)?;

@@ -1,0 +1,139 @@
+//! `log_metric`'s entry point from Python.
+//!
+//! PyO3's wrapper parses the whole eight-parameter signature on every call, which is most of
+//! what a call costs before fastflow does anything. A training loop calls in three shapes:
+//! `(key, value)`, `(key, value, step)` and `(key, value, step=...)`. This entry recognises
+//! them from the argument count and the keyword names alone and leaves the point in the
+//! thread's lane (see `metrics::try_fast_known_key`). Every other call, and every point the
+//! fast lane declines, goes to the PyO3 function unchanged, with MLflow's parsing, checks
+//! and errors.
+
+use std::ffi::CString;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyString;
+use pyo3::Borrowed;
+
+use super::metrics::{self, try_fast_known_key};
+
+/// The PyO3 function: what the entry hands calls to.
+static FULL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+/// `"step"`, interned: keyword names compiled into a caller's code are interned, so a
+/// pointer comparison usually settles it.
+static STEP: PyOnceLock<Py<PyString>> = PyOnceLock::new();
+
+/// Adds `log_metric` to the module: this entry, with the PyO3 function's signature.
+pub fn add_log_metric(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = module.py();
+    let full = wrap_pyfunction!(metrics::log_metric, module)?;
+    let signature: String = full.getattr("__text_signature__")?.extract()?;
+    // CPython reads a builtin's signature from the head of its doc string.
+    let doc = CString::new(format!("log_metric{signature}\n--\n\n"))?;
+    let _ = STEP.set(py, PyString::intern(py, "step").unbind());
+    let _ = FULL.set(py, full.into_any().unbind());
+    // The definition must outlive the function object, which lives as long as the module.
+    let definition = Box::leak(Box::new(ffi::PyMethodDef {
+        ml_name: c"log_metric".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer {
+            PyCFunctionFastWithKeywords: log_metric_entry,
+        },
+        ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+        ml_doc: doc.into_raw(),
+    }));
+    let module_name = module.name()?;
+    // SAFETY: `definition` is 'static; a NULL self and class make a module-level function.
+    let function = unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyCMethod_New(
+                definition,
+                ptr::null_mut(),
+                module_name.as_ptr(),
+                ptr::null_mut(),
+            ),
+        )?
+    };
+    module.add("log_metric", function)
+}
+
+/// Where the step is among the arguments, for the shapes the fast lane takes: `Some(None)`
+/// for no step, `Some(Some(2))` for the third argument.
+///
+/// # Safety
+/// `kwnames` is NULL or a tuple of str, as CPython passes it.
+unsafe fn step_position(
+    py: Python<'_>,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> Option<Option<usize>> {
+    if kwnames.is_null() {
+        return match nargs {
+            2 => Some(None),
+            3 => Some(Some(2)),
+            _ => None,
+        };
+    }
+    // SAFETY: kwnames is a tuple (the caller's contract).
+    if nargs != 2 || unsafe { tuple_len(kwnames) } != 1 {
+        return None;
+    }
+    // SAFETY: the tuple has one item.
+    let name = unsafe { tuple_item(kwnames, 0) };
+    let step = STEP.get(py)?.as_ptr();
+    // SAFETY: `name` is a str (CPython's keyword names always are).
+    let is_step = name == step
+        || unsafe { ffi::PyUnicode_CompareWithASCIIString(name, c"step".as_ptr()) } == 0;
+    is_step.then_some(Some(2))
+}
+
+unsafe fn tuple_len(tuple: *mut ffi::PyObject) -> ffi::Py_ssize_t {
+    // SAFETY: the caller passes a tuple.
+    unsafe { ffi::PyTuple_Size(tuple) }
+}
+
+unsafe fn tuple_item(tuple: *mut ffi::PyObject, at: ffi::Py_ssize_t) -> *mut ffi::PyObject {
+    // SAFETY: the caller passes a tuple and an index inside it.
+    unsafe { ffi::PyTuple_GetItem(tuple, at) }
+}
+
+/// # Safety
+/// Called by CPython as a METH_FASTCALL | METH_KEYWORDS function: attached to the
+/// interpreter, `args` holding `nargs` positional values followed by one value per name in
+/// `kwnames`.
+unsafe extern "C" fn log_metric_entry(
+    _module: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls this attached (see above).
+    let py = unsafe { Python::assume_attached() };
+    // SAFETY: kwnames as CPython passes it.
+    if let Some(step_at) = unsafe { step_position(py, nargs, kwnames) } {
+        // SAFETY: every index used is below nargs plus the number of keyword names.
+        let arg = |at: usize| unsafe { Borrowed::from_ptr(py, *args.add(at)) };
+        let sent = catch_unwind(AssertUnwindSafe(|| {
+            let step = step_at.map(arg);
+            try_fast_known_key(&arg(0), &arg(1), step.as_deref())
+        }));
+        if let Ok(true) = sent {
+            // SAFETY: None is immortal in spirit; the caller owns the new reference.
+            return unsafe { ffi::Py_NewRef(ffi::Py_None()) };
+        }
+    }
+    match FULL.get(py) {
+        // SAFETY: the arguments go on exactly as they came.
+        Some(full) => unsafe {
+            ffi::PyObject_Vectorcall(full.as_ptr(), args, nargs as usize, kwnames)
+        },
+        None => {
+            PyRuntimeError::new_err("fastflow's log_metric is not initialised").restore(py);
+            ptr::null_mut()
+        }
+    }
+}
