@@ -5,7 +5,9 @@ one run.
     python benches/bench_core.py --quick    # smaller counts, for a smoke run
 
 Measures the per-call cost of ``log_metric`` inside an active run against the floor under it,
-an empty PyO3 function of the very same signature: in wall time, and in instructions counted
+an empty PyO3 function of the very same signature (what any PyO3 function of that signature
+costs; fastflow's entry skips PyO3's parsing for the shape measured here, ``(key, value,
+step=i)``, and takes PyO3's path for the others): in wall time, and in instructions counted
 by callgrind (the calling thread's, and all threads' including fastflow's writer). Then the
 same call against MLflow's, the wall time until a million metrics are durable against the
 rusqlite floor (the same rows inserted into the same kind of store in one transaction, at
