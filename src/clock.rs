@@ -56,7 +56,7 @@ pub struct MillisClock {
 impl MillisClock {
     #[inline]
     pub fn now(&mut self) -> i64 {
-        match tsc() {
+        match tsc::read() {
             Some(now) if now.wrapping_sub(self.base) < self.span => self.millis,
             now => self.read(now),
         }
@@ -72,7 +72,7 @@ impl MillisClock {
             // `tsc_before` was read before the clock, so the next millisecond starts at
             // least `left_ns` after it.
             if let Some(before) = tsc_before {
-                let per_ms = cycles_per_milli_low();
+                let per_ms = tsc::cycles_per_milli_low();
                 self.base = before;
                 self.span = (left_ns as u64).saturating_mul(per_ms) / NANOS_PER_MILLI as u64;
                 self.millis = millis;
@@ -82,15 +82,6 @@ impl MillisClock {
         let _ = tsc_before;
         now_millis()
     }
-}
-
-fn cycles_per_milli_low() -> u64 {
-    tsc::cycles_per_milli_low()
-}
-
-#[inline]
-fn tsc() -> Option<u64> {
-    tsc::read()
 }
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
@@ -183,12 +174,12 @@ mod tests {
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     #[test]
     fn the_rate_bound_is_learned_after_the_calibration_time() {
-        cycles_per_milli_low();
+        tsc::cycles_per_milli_low();
         if tsc::FIRST_SAMPLE.get().is_some_and(Option::is_none) {
             return; // the kernel keeps time otherwise: every stamp reads the system clock
         }
         std::thread::sleep(std::time::Duration::from_millis(25));
-        let per_ms = cycles_per_milli_low();
+        let per_ms = tsc::cycles_per_milli_low();
         // Any real TSC ticks between 100 MHz and 10 GHz.
         assert!((100_000..10_000_000).contains(&per_ms), "{per_ms}");
     }

@@ -79,26 +79,16 @@ unsafe fn step_position(
         };
     }
     // SAFETY: kwnames is a tuple (the caller's contract).
-    if nargs != 2 || unsafe { tuple_len(kwnames) } != 1 {
+    if nargs != 2 || unsafe { ffi::PyTuple_Size(kwnames) } != 1 {
         return None;
     }
     // SAFETY: the tuple has one item.
-    let name = unsafe { tuple_item(kwnames, 0) };
+    let name = unsafe { ffi::PyTuple_GetItem(kwnames, 0) };
     let step = STEP.get(py)?.as_ptr();
     // SAFETY: `name` is a str (CPython's keyword names always are).
     let is_step = name == step
         || unsafe { ffi::PyUnicode_CompareWithASCIIString(name, c"step".as_ptr()) } == 0;
     is_step.then_some(Some(2))
-}
-
-unsafe fn tuple_len(tuple: *mut ffi::PyObject) -> ffi::Py_ssize_t {
-    // SAFETY: the caller passes a tuple.
-    unsafe { ffi::PyTuple_Size(tuple) }
-}
-
-unsafe fn tuple_item(tuple: *mut ffi::PyObject, at: ffi::Py_ssize_t) -> *mut ffi::PyObject {
-    // SAFETY: the caller passes a tuple and an index inside it.
-    unsafe { ffi::PyTuple_GetItem(tuple, at) }
 }
 
 /// # Safety

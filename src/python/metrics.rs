@@ -831,35 +831,6 @@ pub fn log_metric(
             return Ok(None);
         }
     }
-    log_metric_slow(
-        py,
-        key,
-        value,
-        step,
-        synchronous,
-        timestamp,
-        run_id,
-        model_id,
-        dataset,
-    )
-}
-
-/// Everything the fast lane declines; kept out of line so that the fast lane's frame stays
-/// small.
-#[cold]
-#[inline(never)]
-#[allow(clippy::too_many_arguments)]
-fn log_metric_slow(
-    py: Python<'_>,
-    key: &Bound<'_, PyAny>,
-    value: &Bound<'_, PyAny>,
-    step: Option<&Bound<'_, PyAny>>,
-    synchronous: Option<bool>,
-    timestamp: Option<&Bound<'_, PyAny>>,
-    run_id: Option<&str>,
-    model_id: Option<&Bound<'_, PyAny>>,
-    dataset: Option<&Bound<'_, PyAny>>,
-) -> PyResult<Option<Py<PyAny>>> {
     if model_id.is_some() || dataset.is_some() || links_a_model(run_id, step) {
         return log_linked(
             py,
