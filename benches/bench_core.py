@@ -10,9 +10,11 @@ costs; fastflow's entry skips PyO3's parsing for the shape measured here, ``(key
 step=i)``, and takes PyO3's path for the others): in wall time, and in instructions counted
 by callgrind (the calling thread's, and all threads' including fastflow's writer). Then the
 same call against MLflow's, the wall time until a million metrics are durable against the
-rusqlite floor (the same rows inserted into the same kind of store in one transaction, at
-the same durability) and against ``sqlite3.executemany``, and the import time. Prints one
-table, as plain text and as Markdown.
+rusqlite floor (the same rows inserted into the same kind of store in one transaction, with
+fastflow's statement, at the same durability; its commit includes SQLite's automatic
+checkpoint) and, for reference, against that floor without its checkpoint, with one row per
+INSERT, and ``sqlite3.executemany``; and the import time. Prints one table, as plain text and
+as Markdown.
 
 The floors are the crate in ``benches/floor``, built here with cargo (release profile, into
 ``benches/floor/target``, which git ignores) before anything is measured: the cdylib
@@ -282,12 +284,14 @@ def fastflow_store(path: str) -> str:
     return run_id
 
 
-def worker_floor_durable(workdir: str, metrics: int, floor_bin: str) -> dict:
+def worker_floor_durable(workdir: str, metrics: int, floor_bin: str, extra: list) -> dict:
     path = os.path.join(workdir, "floor.db")
     run_id = fastflow_store(path)
     # fastflow's writer stays idle here: the floor, a process of its own, has the store to
     # itself while it writes, as fastflow's writer has in its own run.
-    out = run_child([floor_bin, path, run_id, str(metrics)], cwd=workdir, timeout=WORKER_TIMEOUT_S)
+    out = run_child(
+        [floor_bin, path, run_id, str(metrics), *extra], cwd=workdir, timeout=WORKER_TIMEOUT_S
+    )
     result = json.loads(out.strip().splitlines()[-1])
     return {
         "seconds": result["seconds"],
@@ -517,6 +521,8 @@ class Results:
     mlflow_version: Optional[str] = None
     ff_durable_s: list = field(default_factory=list)
     floor_durable_s: list = field(default_factory=list)
+    floor_no_checkpoint_s: list = field(default_factory=list)
+    floor_row_by_row_s: list = field(default_factory=list)
     raw_durable_s: list = field(default_factory=list)
     floor_sqlite: Optional[str] = None
     ff_import_s: Optional[list] = None
@@ -577,10 +583,15 @@ def measure(plan: Plan, root: str, errors: dict) -> Results:
     def ff_durable() -> None:
         res.ff_durable_s.append(durable_result(run_worker(root, "fastflow-durable", metrics=n), n))
 
-    def floor_durable() -> None:
-        out = run_worker(root, "floor-durable", metrics=n, floor_bin=res.floor.binary)
-        res.floor_durable_s.append(durable_result(out, n))
-        res.floor_sqlite = out["sqlite"]
+    def floor_durable(extra: list, into: list) -> Callable[[], None]:
+        def run() -> None:
+            out = run_worker(
+                root, "floor-durable", metrics=n, floor_bin=res.floor.binary, extra=extra
+            )
+            into.append(durable_result(out, n))
+            res.floor_sqlite = out["sqlite"]
+
+        return run
 
     def raw_durable() -> None:
         res.raw_durable_s.append(durable_result(run_worker(root, "raw-durable", metrics=n), n))
@@ -599,7 +610,15 @@ def measure(plan: Plan, root: str, errors: dict) -> Results:
     for _ in range(plan.durable_trials):
         attempt("fastflow durable metrics", ff_durable)
         if res.floor is not None:
-            attempt("rusqlite floor durable metrics", floor_durable)
+            attempt("rusqlite floor durable metrics", floor_durable([], res.floor_durable_s))
+            attempt(
+                "rusqlite floor durable metrics, no checkpoint",
+                floor_durable(["--no-checkpoint"], res.floor_no_checkpoint_s),
+            )
+            attempt(
+                "rusqlite floor durable metrics, one row per INSERT",
+                floor_durable(["1"], res.floor_row_by_row_s),
+            )
         attempt("raw sqlite3 durable metrics", raw_durable)
     attempt("import fastflow", ff_import)
     attempt("import mlflow", mlflow_import)
@@ -689,9 +708,7 @@ def build_rows(plan: Plan, res: Results, mlflow_name: str) -> list:
     def rate(seconds: list) -> Optional[float]:
         return median([n / s for s in seconds]) if seconds else None
 
-    ff_rate, floor_rate, raw_rate = map(
-        rate, (res.ff_durable_s, res.floor_durable_s, res.raw_durable_s)
-    )
+    ff_rate, floor_rate = rate(res.ff_durable_s), rate(res.floor_durable_s)
     floor_ratio = quotient(ff_rate, floor_rate)
     rows.append(
         (
@@ -714,17 +731,23 @@ def build_rows(plan: Plan, res: Results, mlflow_name: str) -> list:
             NONE,
         )
     )
-    raw_ratio = quotient(ff_rate, raw_rate)
-    rows.append(
-        (
-            "  vs raw sqlite3 executemany + commit",
-            fmt_rate(ff_rate) if ff_rate is not None else ERR,
-            fmt_rate(raw_rate) if raw_rate is not None else ERR,
-            fmt_ratio(raw_ratio) if raw_ratio is not None else ERR,
-            NONE,
-            NONE,
+    for label, samples in (
+        ("  vs the floor committing without its checkpoint", res.floor_no_checkpoint_s),
+        ("  vs the floor with one row per INSERT", res.floor_row_by_row_s),
+        ("  vs raw sqlite3 executemany + commit", res.raw_durable_s),
+    ):
+        base_rate = rate(samples)
+        ratio = quotient(ff_rate, base_rate)
+        rows.append(
+            (
+                label,
+                fmt_rate(ff_rate) if ff_rate is not None else ERR,
+                fmt_rate(base_rate) if base_rate is not None else ERR,
+                fmt_ratio(ratio) if ratio is not None else ERR,
+                NONE,
+                NONE,
+            )
         )
-    )
 
     ff_imp = median(res.ff_import_s)
     ml_imp = median(res.mlflow_import_s)
@@ -770,6 +793,12 @@ def details(plan: Plan, res: Results, mlflow_name: str) -> list:
             res.floor_durable_s,
             fmt_seconds,
         ),
+        (
+            f"the same, commit without checkpoint, {trials} x",
+            res.floor_no_checkpoint_s,
+            fmt_seconds,
+        ),
+        (f"the same, one row per INSERT, {trials} x", res.floor_row_by_row_s, fmt_seconds),
         (f"sqlite3 executemany {n:,} rows + commit, {trials} x", res.raw_durable_s, fmt_seconds),
         (f"import fastflow, {runs} fresh processes", res.ff_import_s, fmt_seconds),
         (f"import mlflow, {runs} fresh processes", res.mlflow_import_s, fmt_seconds),

@@ -111,6 +111,10 @@ pub trait Backend: Send {
 
     /// The process is done with the store: leave it as MLflow leaves its stores, one file
     /// that holds everything, when no other process has it open.
+    /// Held by a thread of the backend's own while it is inside SQLite: a fork waits for it.
+    fn checkpoint_gate(&self) -> Option<std::sync::Arc<parking_lot::Mutex<()>>> {
+        None
+    }
     fn leave(&mut self) -> Result<()> {
         self.checkpoint()
     }

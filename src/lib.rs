@@ -6,6 +6,7 @@
 
 pub mod artifacts;
 pub mod backend;
+pub mod checkpointer;
 pub mod clock;
 pub mod entities;
 pub mod error;

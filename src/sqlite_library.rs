@@ -79,6 +79,9 @@ pub struct Choice {
     pub safe_mode: bool,
     /// Why the safe mode could not be turned on where it was wanted.
     pub safe_mode_error: Option<String>,
+    /// Whether SQLite still counts every allocation: it does when something in the process
+    /// started SQLite before fastflow was imported (see `skip_memory_statistics`).
+    pub memory_statistics: bool,
 }
 
 impl Choice {
@@ -252,6 +255,7 @@ pub fn chosen() -> Option<&'static Choice> {
 /// only change while no file is open through it.
 pub fn choose(python: &PythonSqlite) -> &'static Choice {
     CHOICE.get_or_init(|| {
+        let memory_statistics = skip_memory_statistics();
         let compared = match python {
             PythonSqlite::Extension(path) => compare(path),
             PythonSqlite::BuiltIn => compare_program(),
@@ -281,7 +285,28 @@ pub fn choose(python: &PythonSqlite) -> &'static Choice {
             libraries,
             safe_mode,
             safe_mode_error,
+            memory_statistics,
         }
+    })
+}
+
+static MEMORY_STATISTICS: OnceLock<bool> = OnceLock::new();
+
+/// Turns off SQLite's allocation statistics if the library has not started yet, and says
+/// whether they stay on; the first call decides. With them on, every allocation and free
+/// takes a global mutex, an atomic operation in a process with more than one thread (any
+/// process fastflow writes from): 1M points reach the disk 4% later. Nothing in Python's
+/// `sqlite3` or MLflow reads the statistics; what they serve (`sqlite3_memory_used`, the
+/// heap limits) then reports 0 or goes unenforced. A library already started (`import
+/// sqlite3` starts it) keeps them: SQLite refuses the change, which is harmless.
+pub fn skip_memory_statistics() -> bool {
+    *MEMORY_STATISTICS.get_or_init(|| {
+        // SAFETY: sqlite3_config returns SQLITE_MISUSE without touching anything once the
+        // library is started. Should another thread be starting it at this very moment
+        // (Python's `sqlite3` with the GIL released), the flag is all that changes under
+        // it: statistics that miss the allocations made before the change.
+        let code = unsafe { ffi::sqlite3_config(ffi::SQLITE_CONFIG_MEMSTATUS, 0 as c_int) };
+        code != ffi::SQLITE_OK
     })
 }
 
@@ -380,6 +405,7 @@ mod tests {
             },
             safe_mode: true,
             safe_mode_error: None,
+            memory_statistics: false,
         };
         let warning = choice.warning().unwrap();
         assert!(warning.contains(&libraries.ours.file), "{warning}");

@@ -15,6 +15,7 @@ use rusqlite::{
 use rustc_hash::FxHashMap;
 
 use crate::backend::Backend;
+use crate::checkpointer::{Checkpointer, WAL_CAP};
 use crate::entities::{
     now_millis, sanitize_metric_value, stored_metric_value, Dataset, DatasetInput, Experiment,
     Metric, Number, Run, RunInfo, RunIo, LIFECYCLE_ACTIVE, LIFECYCLE_DELETED, RUN_NAME_TAG,
@@ -62,6 +63,8 @@ pub struct Store {
     /// Histories read lately, valid while `PRAGMA data_version` (changed by other
     /// connections' commits) stays as it was when they were read.
     series: RefCell<(i64, SeriesCache)>,
+    /// Copies the WAL into the file beside the writer (see `checkpointer`).
+    checkpointer: Option<Checkpointer>,
 }
 
 fn run_not_found(run_id: &str) -> Error {
@@ -141,6 +144,40 @@ fn immutable_uri(path: &Path) -> PathBuf {
     PathBuf::from(uri)
 }
 
+/// Rows one INSERT carries. Each execution of a statement opens and closes cursors on the
+/// table and its indexes and allocates for them; many rows per execution pay that once.
+const ROWS_PER_INSERT: usize = 64;
+
+fn multi_row_insert(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT OR IGNORE INTO metrics (key, value, timestamp, run_uuid, step, is_nan) VALUES ",
+    );
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str("(?,?,?,?,?,?)");
+    }
+    sql
+}
+
+fn bind_metric_rows(
+    insert: &mut rusqlite::CachedStatement<'_>,
+    rows: &[&MetricRow<'_>],
+) -> Result<()> {
+    for (i, row) in rows.iter().enumerate() {
+        let (value, is_nan) = sanitize_metric_value(row.value);
+        let at = i * 6;
+        insert.raw_bind_parameter(at + 1, row.key)?;
+        insert.raw_bind_parameter(at + 2, value)?;
+        insert.raw_bind_parameter(at + 3, row.timestamp)?;
+        insert.raw_bind_parameter(at + 4, row.run_id)?;
+        insert.raw_bind_parameter(at + 5, row.step)?;
+        insert.raw_bind_parameter(at + 6, is_nan)?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens the store at `path` as MLflow does: missing parent directories are created, a
     /// new file gets MLflow's schema, and a store of another schema version is refused. On
@@ -188,7 +225,29 @@ impl Store {
             durable: true,
             unsynced: false,
             series: RefCell::default(),
+            checkpointer: None,
         })
+    }
+
+    /// Moves checkpoints to a thread of their own (see `checkpointer`) where that is safe: a
+    /// writable store in WAL mode, in a process whose SQLite is not in the safe mode. Without
+    /// the thread (it could not start), SQLite checkpoints inside commits as before.
+    pub fn with_background_checkpoints(mut self, path: &Path) -> Store {
+        let safe_mode = crate::sqlite_library::chosen().is_some_and(|c| c.safe_mode);
+        let Some(wal) = self.wal.clone().filter(|_| !self.read_only && !safe_mode) else {
+            return self;
+        };
+        let Ok(checkpointer) = Checkpointer::start(path, &wal) else {
+            return self;
+        };
+        if self
+            .conn
+            .execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .is_ok()
+        {
+            self.checkpointer = Some(checkpointer);
+        }
+        self
     }
 
     /// The history read earlier, unless another connection changed the store since.
@@ -251,10 +310,14 @@ impl Store {
             durable: true,
             unsynced: false,
             series: RefCell::default(),
+            checkpointer: None,
         })
     }
 
     fn write(&mut self) -> Result<Transaction<'_>> {
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.before_write(WAL_CAP);
+        }
         Ok(self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?)
@@ -506,20 +569,18 @@ impl Store {
             if !order.is_sorted_by(|a, b| in_index_order(a, b).is_le()) {
                 order.sort_by(in_index_order);
             }
-            let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO metrics (key, value, timestamp, run_uuid, step, is_nan) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for row in order {
-                let (value, is_nan) = sanitize_metric_value(row.value);
-                insert.execute(params![
-                    row.key,
-                    value,
-                    row.timestamp,
-                    row.run_id,
-                    row.step,
-                    is_nan
-                ])?;
+            let mut chunks = order.chunks_exact(ROWS_PER_INSERT);
+            let mut insert = tx.prepare_cached(&multi_row_insert(ROWS_PER_INSERT))?;
+            for chunk in chunks.by_ref() {
+                bind_metric_rows(&mut insert, chunk)?;
+                insert.raw_execute()?;
+            }
+            // The rest one row at a time, so that the statement cache holds two statements
+            // rather than one per remainder length.
+            let mut insert = tx.prepare_cached(&multi_row_insert(1))?;
+            for row in chunks.remainder() {
+                bind_metric_rows(&mut insert, std::slice::from_ref(row))?;
+                insert.raw_execute()?;
             }
         }
         let mut upsert = tx.prepare_cached(
@@ -557,6 +618,9 @@ impl Backend for Store {
     fn checkpoint(&mut self) -> Result<()> {
         if self.read_only {
             return Ok(());
+        }
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.wait_idle();
         }
         self.conn.busy_timeout(Duration::ZERO)?;
         let done = self
@@ -612,10 +676,19 @@ impl Backend for Store {
     /// Back to MLflow's rollback journal, so that the file alone is the store (readable on
     /// read-only media and after a copy); only possible when no other connection has the
     /// store open, else the last one to leave does it. The next open turns WAL on again.
+    fn checkpoint_gate(&self) -> Option<Arc<parking_lot::Mutex<()>>> {
+        self.checkpointer.as_ref().map(Checkpointer::gate)
+    }
+
     fn leave(&mut self) -> Result<()> {
         self.checkpoint()?;
         if self.read_only {
             return Ok(());
+        }
+        if let Some(mut checkpointer) = self.checkpointer.take() {
+            checkpointer.stop();
+            self.conn
+                .execute_batch("PRAGMA wal_autocheckpoint = 1000;")?;
         }
         self.conn.busy_timeout(Duration::ZERO)?;
         let _ = self

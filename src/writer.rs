@@ -90,7 +90,7 @@ impl Default for Config {
             // floor 3.16 s); what a kill can cost is bounded by the spool, not by this. A
             // batch still takes under half a second, which bounds how long a read in the
             // process waits.
-            max_batch: 64 * CHUNK,
+            max_batch: FORWARD_CHUNKS * CHUNK,
         }
     }
 }
@@ -581,6 +581,8 @@ pub struct Engine {
     spool: Option<Arc<Spool>>,
     /// Held by the writer while it is inside SQLite, and by `pause` around a fork.
     gate: Option<Arc<Mutex<()>>>,
+    /// The same for the store's checkpoint thread, if it has one.
+    checkpoint_gate: Option<Arc<Mutex<()>>>,
     /// Why the engine runs without the spool it was asked for, until someone says so.
     spool_error: Mutex<Option<String>>,
     /// Whether a writer thread with a store takes this engine's jobs; an outbox's queue
@@ -591,6 +593,7 @@ pub struct Engine {
 /// An engine held still across a fork (see `Engine::pause`); dropping it lets it go on.
 pub struct Paused {
     _gate: Option<ArcMutexGuard<RawMutex, ()>>,
+    _checkpoint_gate: Option<ArcMutexGuard<RawMutex, ()>>,
     journal: Option<ArcMutexGuard<RawMutex, Journal>>,
 }
 
@@ -629,6 +632,11 @@ const SPOOLED_QUEUE: usize = 65_536;
 
 /// Blocks the spooler's queue holds (see `SPOOLED_QUEUE`).
 const SPOOLED_QUEUE_BLOCKS: usize = (SPOOLED_QUEUE - CHUNK) / LANE_POINTS - 2;
+
+/// Journaled chunks on their way to the writer: a writer that is behind takes up to a whole
+/// batch (`max_batch`) at once instead of waiting for the spooler chunk by chunk (2 -> 64:
+/// 1M points durable about 5% sooner). Up to 131,072 points on top of the queue capacity.
+const FORWARD_CHUNKS: usize = 64;
 
 /// A run of messages from the spooler, with the journal position after them.
 pub struct Chunk {
@@ -731,9 +739,18 @@ fn spooler_loop(spool: Arc<Spool>, forward: Sender<Chunk>, capacity: usize) {
         let room = backlog_len < capacity;
         spool.shared.saturated.store(!room, Ordering::Relaxed);
         if busy && room {
-            // While points keep coming, poll instead of parking: a parked spooler would make
-            // every send on the hot path pay for waking it up.
-            let _ = spool.woken.recv_timeout(SPOOL_POLL);
+            // While points keep coming, poll the callers' queue instead of parking on it: a
+            // parked spooler would make every send on the hot path pay for waking it up. The
+            // writer's side is different: the moment it takes chunks, it gets more, or its
+            // batch would wait for the next poll.
+            let mut select = Select::new();
+            select.recv(&spool.woken);
+            if !backlog.is_empty() {
+                select.send(&forward);
+            }
+            if select.ready_timeout(SPOOL_POLL).is_ok() {
+                let _ = spool.woken.try_recv();
+            }
         } else {
             let mut select = Select::new();
             if room {
@@ -811,7 +828,7 @@ impl Engine {
         interner: Arc<Interner>,
         config: Config,
     ) -> Result<Engine> {
-        let store = Store::open(path, artifact_root)?;
+        let store = Store::open(path, artifact_root)?.with_background_checkpoints(path);
         let options = Options {
             fork_gate: true,
             ..Options::default()
@@ -849,6 +866,7 @@ impl Engine {
         *engine.spool_error.lock() = spool_error;
         let gate = options.fork_gate.then(|| Arc::new(Mutex::new(())));
         engine.gate = gate.clone();
+        engine.checkpoint_gate = store.checkpoint_gate().filter(|_| options.fork_gate);
         let source = match (journal, options.spool_dir) {
             (Some(journal), Some(dir)) => {
                 let (wake, woken) = bounded(1);
@@ -864,7 +882,7 @@ impl Engine {
                     committed: AtomicU64::new(0),
                     closing: AtomicBool::new(false),
                 });
-                let (forward, chunks) = bounded(2);
+                let (forward, chunks) = bounded(FORWARD_CHUNKS);
                 let spooler = spool.clone();
                 let capacity = config.queue_capacity;
                 thread::Builder::new()
@@ -916,6 +934,7 @@ impl Engine {
     pub fn pause(&self) -> Paused {
         Paused {
             _gate: self.gate.as_ref().map(|g| g.lock_arc()),
+            _checkpoint_gate: self.checkpoint_gate.as_ref().map(|g| g.lock_arc()),
             journal: self.spool.as_ref().map(|s| s.journal.lock_arc()),
         }
     }
@@ -990,6 +1009,7 @@ impl Engine {
             sender,
             spool: None,
             gate: None,
+            checkpoint_gate: None,
             spool_error: Mutex::new(None),
             takes_jobs: false,
         };

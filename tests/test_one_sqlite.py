@@ -230,3 +230,47 @@ def test_safe_mode_holds_against_a_second_sqlite_copy(tmp_path):
         assert words[0] == "RUNS" and words[-1] == "True", result.stdout
         verified = _run(VERIFY, db, 50_000, *words[1:-1])
         assert verified.returncode == 0, verified.stderr[-3000:]
+
+
+
+# What SQLite reports as allocated (SQLITE_STATUS_MEMORY_USED), read through the library
+# fastflow and Python's sqlite3 both call: 0 while its allocation statistics are off.
+STATISTICS_SCENARIO = textwrap.dedent(
+    """
+    import ctypes, sys
+
+    db, python_first = sys.argv[1], sys.argv[2] == "1"
+    if python_first:
+        import sqlite3  # starts SQLite
+        import fastflow
+    else:
+        import fastflow
+        import sqlite3
+    fastflow.set_tracking_uri("sqlite:///" + db)
+    with fastflow.start_run() as run:
+        for step in range(1000):
+            fastflow.log_metric("m", float(step), step=step)
+    fastflow.flush()
+    conn = sqlite3.connect(db)
+    rows = conn.execute(
+        "SELECT count(*) FROM metrics WHERE run_uuid = ?", (run.info.run_id,)
+    ).fetchone()[0]
+    library = ctypes.CDLL(fastflow._fastflow._sqlite_library()[1][0])
+    used, highest = ctypes.c_int64(), ctypes.c_int64()
+    assert library.sqlite3_status64(0, ctypes.byref(used), ctypes.byref(highest), 0) == 0
+    print(rows, used.value)
+    """
+)
+
+
+def test_sqlite_allocation_statistics_are_off_unless_sqlite_started_first(tmp_path):
+    # Importing fastflow turns SQLite's per-allocation bookkeeping off (a global mutex on
+    # every allocation); where Python's sqlite3 started SQLite first, it stays on. Both ways
+    # every point lands and Python's sqlite3 works on the same store.
+    for python_first, statistics_on in (("0", False), ("1", True)):
+        db = tmp_path / f"python-first-{python_first}.db"
+        done = _run(STATISTICS_SCENARIO, db, python_first)
+        assert done.returncode == 0, done.stderr
+        rows, used = map(int, done.stdout.split())
+        assert rows == 1000
+        assert (used > 0) == statistics_on, (python_first, used)

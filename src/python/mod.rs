@@ -26,6 +26,8 @@ impl<'py> IntoPyObject<'py> for crate::entities::Number {
 
 #[pymodule]
 fn _fastflow(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // As early as fastflow runs: before anything else in the process starts SQLite.
+    crate::sqlite_library::skip_memory_statistics();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("ALEMBIC_HEAD", crate::schema::ALEMBIC_HEAD)?;
     m.add_class::<tracker::Tracker>()?;

@@ -496,7 +496,8 @@ impl Tracker {
                 };
                 py.detach(move || {
                     process::current().engine(&key, options, || {
-                        Ok(Box::new(crate::store::Store::open(&path, &root)?) as Box<dyn Backend>)
+                        let store = crate::store::Store::open(&path, &root)?;
+                        Ok(Box::new(store.with_background_checkpoints(&path)) as Box<dyn Backend>)
                     })
                 })
             }
