@@ -25,6 +25,7 @@ pub mod series;
 pub mod spool;
 pub mod sqlite_library;
 pub mod store;
+pub mod system_metrics;
 pub mod uri;
 pub mod validation;
 pub mod writer;

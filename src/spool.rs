@@ -608,6 +608,68 @@ pub fn orphans(dir: &Path) -> Vec<(PathBuf, File)> {
     found
 }
 
+/// A journal in a store's spool, as `fastflow doctor` reports it.
+#[derive(Debug, Clone)]
+pub struct JournalSummary {
+    pub path: PathBuf,
+    /// Its process still runs (it holds the journal's lock); the rest are left to replay.
+    pub live: bool,
+    pub pid: u32,
+    /// Points the store may lack (those after the last commit mark).
+    pub points: usize,
+    /// Runs the process opened and had not ended when it stopped writing.
+    pub open_runs: Vec<String>,
+    pub last_write_ms: i64,
+}
+
+/// The journals in `dir`, without replaying any: a dead process's journal is locked only
+/// while it is read, so a store opened meanwhile still replays it.
+pub fn survey(dir: &Path) -> Vec<JournalSummary> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "spool"))
+        .collect();
+    paths.sort();
+    let mut found = Vec::new();
+    for path in paths {
+        let Ok(file) = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)
+        else {
+            continue;
+        };
+        let live = !matches!(lock_exclusive(&file), Ok(true));
+        let Ok(recovered) = read(&path) else {
+            continue;
+        };
+        drop(file);
+        let mut last: Vec<(&str, &str)> = Vec::new();
+        for (run_id, event) in &recovered.runs {
+            match last.iter_mut().find(|(id, _)| *id == &**run_id) {
+                Some(slot) => slot.1 = event.status,
+                None => last.push((run_id, event.status)),
+            }
+        }
+        found.push(JournalSummary {
+            live,
+            pid: recovered.pid,
+            points: recovered.points.len(),
+            open_runs: last
+                .into_iter()
+                .filter(|(_, status)| *status == RUN_OPENED)
+                .map(|(id, _)| id.to_string())
+                .collect(),
+            last_write_ms: recovered.last_write_ms,
+            path,
+        });
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -658,6 +720,51 @@ mod tests {
         assert_eq!(got.runs.len(), 1);
         assert_eq!(got.runs[0].1.status, RUN_OPENED);
         drop(journal);
+        assert_eq!(orphans(dir.path()).len(), 1);
+    }
+
+    #[test]
+    fn a_survey_tells_live_journals_from_dead_ones_and_leaves_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let interner = Interner::default();
+        let runs = RunRegistry::default();
+        let open_run = runs.register(&"a".repeat(32), true).index;
+        let ended_run = runs.register(&"b".repeat(32), true).index;
+        let key = interner.intern_metric_key("loss").unwrap();
+        let mut journal = Journal::create(dir.path(), "store").unwrap();
+        let events: Vec<Msg> = [
+            (open_run, RUN_OPENED),
+            (ended_run, RUN_OPENED),
+            (ended_run, "FINISHED"),
+        ]
+        .into_iter()
+        .map(|(run, status)| {
+            Msg::Run(RunEvent {
+                run,
+                status,
+                end_time: 1,
+            })
+        })
+        .collect();
+        journal.append(&events, &interner, &runs);
+        let points: Vec<Msg> = (0..8)
+            .map(|s| Msg::Metric(record(open_run, key, s)))
+            .collect();
+        journal.append(&points, &interner, &runs);
+        journal.mark(3);
+
+        let live = survey(dir.path());
+        assert_eq!(live.len(), 1);
+        assert!(live[0].live);
+        assert_eq!(live[0].pid, std::process::id());
+        assert_eq!(live[0].points, 5);
+        assert_eq!(live[0].open_runs, vec!["a".repeat(32)]);
+
+        drop(journal);
+        let dead = survey(dir.path());
+        assert!(!dead[0].live);
+        assert_eq!(dead[0].points, 5);
+        // The survey took the lock only to read: the journal is there to replay.
         assert_eq!(orphans(dir.path()).len(), 1);
     }
 

@@ -122,6 +122,8 @@ pub struct Shared {
     /// The writer holds points it has taken from the queue but not written (a failed write,
     /// runs that refuse them), so that counting committed points says nothing about them.
     held: AtomicBool,
+    /// Points delivered from dead processes' journals so far (`fastflow sync` shows it).
+    pub replayed_points: AtomicU64,
 }
 
 impl Shared {
@@ -436,6 +438,9 @@ impl WriterState {
         for chunk in rows.chunks(1000) {
             self.store.insert_metrics(chunk)?;
             replayed.points += chunk.len() as u64;
+            self.shared
+                .replayed_points
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
         }
         let mut last: Vec<(&str, &RunEvent)> = Vec::new();
         for (run_id, event) in &found.runs {

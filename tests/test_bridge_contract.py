@@ -120,7 +120,6 @@ NAMES = [
     (f"{FLUENT}._last_active_run_id", "state.py replaces it with fastflow's last active run"),
     (f"{FLUENT}._active_experiment_id", "state.py reads and writes MLflow's active experiment"),
     (f"{FLUENT}._safe_end_run", "state.py unregisters MLflow's atexit end_run"),
-    (f"{FLUENT}.run_id_to_system_metrics_monitor", "state.py registers MLflow's sampler there"),
     (f"{FLUENT}._ACTIVE_MODEL_CONTEXT", "entry_points.py checks for an active model"),
     (f"{FLUENT}.set_experiment", "state.py wraps it to share the active experiment"),
     (f"{FLUENT}.log_metric", "entry_points.py replaces it"),
@@ -175,7 +174,6 @@ NAMES = [
     ("mlflow.log_input", "delegates fastflow.log_input to it"),
     ("mlflow.data", "delegates fastflow.data to it"),
     ("mlflow.evaluate", "delegates fastflow.evaluate to it"),
-    ("mlflow.enable_system_metrics_logging", "delegates it; fastflow reads the env var it sets"),
     (
         "mlflow.tracking.client:MlflowClient.transition_model_version_stage",
         "delegates fastflow.MlflowClient().transition_model_version_stage to it",
@@ -645,40 +643,6 @@ def test_set_tracking_uri_keeps_the_uri_in_the_module_global():
         "where set_tracking_uri keeps the URI",
         f"reads {URI_STATE}._tracking_uri after MLflow's set_tracking_uri",
     )
-
-
-def test_system_metrics_monitor():
-    # Read from source: the module imports psutil, which need not be installed.
-    path = "mlflow.system_metrics.system_metrics_monitor"
-    tree = ast.parse(_source(path))
-    classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
-    monitor = next((c for c in classes if c.name == "SystemMetricsMonitor"), None)
-    assert monitor is not None, _moved(
-        f"`{path}.SystemMetricsMonitor`", "samples system metrics into a run with it"
-    )
-    methods = {f.name: f for f in monitor.body if isinstance(f, ast.FunctionDef)}
-    for name in ("__init__", "start", "finish"):
-        assert name in methods, _moved(f"SystemMetricsMonitor.{name}", "calls it")
-    args = [a.arg for a in methods["__init__"].args.args]
-    assert args[:2] == ["self", "run_id"] and "resume_logging" in args, _moved(
-        f"SystemMetricsMonitor's parameters (now {args})",
-        "builds it as SystemMetricsMonitor(run_id, resume_logging=...)",
-    )
-
-
-def test_enable_system_metrics_logging_sets_the_variable_fastflow_reads(monkeypatch):
-    import mlflow
-
-    monkeypatch.delenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", raising=False)
-    mlflow.enable_system_metrics_logging()
-    try:
-        value = os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "")
-        assert value.strip().lower() in ("true", "1"), _moved(
-            "what enable_system_metrics_logging() sets",
-            "reads MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING in start_run",
-        )
-    finally:
-        mlflow.disable_system_metrics_logging()
 
 
 # ---- linked metrics: when MLflow ties a fluent metric to a logged model -----------------------

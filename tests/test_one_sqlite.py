@@ -232,7 +232,6 @@ def test_safe_mode_holds_against_a_second_sqlite_copy(tmp_path):
         assert verified.returncode == 0, verified.stderr[-3000:]
 
 
-
 # What SQLite reports as allocated (SQLITE_STATUS_MEMORY_USED), read through the library
 # fastflow and Python's sqlite3 both call: 0 while its allocation statistics are off.
 STATISTICS_SCENARIO = textwrap.dedent(

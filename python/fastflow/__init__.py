@@ -4,7 +4,7 @@ Use it as ``import fastflow as mlflow``: runs, params, tags and metrics go into 
 SQLite schema, so MLflow's UI and client read them.
 """
 
-from fastflow import _bridge, artifacts, entities, exceptions, tracking
+from fastflow import _bridge, artifacts, entities, exceptions, system_metrics, tracking
 from fastflow._context import get_tracking_uri, set_tracking_uri
 from fastflow._fastflow import __version__, log_metric, log_metrics
 from fastflow._media import Image
@@ -53,6 +53,13 @@ from fastflow.fluent import (
     sync,
 )
 from fastflow.ray import _hooks as _ray_hooks
+from fastflow.system_metrics import (
+    disable_system_metrics_logging,
+    enable_system_metrics_logging,
+    set_system_metrics_node_id,
+    set_system_metrics_samples_before_logging,
+    set_system_metrics_sampling_interval,
+)
 from fastflow.tracking import MlflowClient
 
 __all__ = [
@@ -75,6 +82,8 @@ __all__ = [
     "delete_experiment",
     "delete_run",
     "delete_tag",
+    "disable_system_metrics_logging",
+    "enable_system_metrics_logging",
     "end_run",
     "entities",
     "exceptions",
@@ -110,11 +119,15 @@ __all__ = [
     "set_experiment",
     "set_experiment_tag",
     "set_experiment_tags",
+    "set_system_metrics_node_id",
+    "set_system_metrics_samples_before_logging",
+    "set_system_metrics_sampling_interval",
     "set_tag",
     "set_tags",
     "set_tracking_uri",
     "start_run",
     "sync",
+    "system_metrics",
     "tracking",
 ]
 

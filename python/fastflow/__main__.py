@@ -1,15 +1,6 @@
-import sys
+"""``python -m fastflow``: the same as the ``fastflow`` command."""
 
-
-def _main(argv) -> int:
-    if argv[1:2] == ["demo"]:
-        from fastflow._demo import main
-
-        main()
-        return 0
-    print("usage: python -m fastflow demo", file=sys.stderr)
-    return 2
-
+from fastflow.cli import entry
 
 if __name__ == "__main__":
-    sys.exit(_main(sys.argv))
+    entry()

@@ -23,7 +23,6 @@ TASK_OF_THIS_CALL = "task_of_this_call"  # () -> the unit of work a new run belo
 WORKER_CONTEXT = "worker_context"  # (refresh) -> the context a parent process shares
 WORKER_TRACKER = "worker_tracker"  # (uri) -> a tracker through a process that holds the store
 FORKED_CHILD = "forked_child"  # (): this process was just forked
-SYSTEM_METRICS = "system_metrics"  # (run_id, resumed): sample system metrics into the run
 FOREIGN_STORE = "foreign_store"  # (uri) -> a tracker for a store fastflow does not serve
 LINKED_METRICS = "linked_metrics"  # (name, args) -> (result,): metrics tied to a model/dataset
 MLFLOW_CLIENT = "mlflow_client"  # (tracking_uri, registry_uri, name) -> (MLflow's attribute,)

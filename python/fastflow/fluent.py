@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 
-from fastflow import _context, _fastflow, _integrations, _logs, _search
+from fastflow import _context, _fastflow, _integrations, _logs, _search, system_metrics
 from fastflow import artifacts as _artifacts
 from fastflow.entities import Param, Run, RunStatus, RunTag, ViewType
 from fastflow.entities.run import RunOutputs
@@ -416,11 +416,9 @@ def start_run(
     active = ActiveRun(run, client._tracker)
     active._task = task
     if log_system_metrics is None:
-        flag = os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
-        log_system_metrics = flag.strip().lower() in ("true", "1")
+        log_system_metrics = system_metrics.enabled_by_environment()
     if log_system_metrics:
-        # Before the run becomes active, as in MLflow: a refusal leaves no active run.
-        _integrations.ask(_integrations.SYSTEM_METRICS, active.info.run_id, bool(existing_run_id))
+        system_metrics.start(client, active.info.run_id, bool(existing_run_id))
     stack.append(active)
     return active
 
@@ -434,6 +432,7 @@ def end_run(status: str = "FINISHED") -> None:
     run = stack.pop()
     _thread_state.last_active_run_id = run.info.run_id
     _integrations.emit(_integrations.RUN_ENDING, run.info.run_id, status)
+    system_metrics.stop(run.info.run_id)
     MlflowClient(run._tracker.uri).set_terminated(run.info.run_id, status)
 
 
@@ -832,6 +831,7 @@ def _after_fork_in_child() -> None:
     global _thread_state, _stacks
     _fastflow._after_fork_in_child()
     _context._forget_trackers_after_fork()
+    system_metrics._forget_in_child()
     _thread_state = threading.local()
     _stacks = {}
 

@@ -754,13 +754,13 @@ fn resolve_target(py: Python<'_>, run_id: Option<&str>) -> PyResult<(Arc<Engine>
 
 /// Where a tracker's records go: a store's writer, or an outbox whose packets another
 /// process writes (a Python tracker that holds one as `_outbox`).
-enum Sink<'py> {
+pub(crate) enum Sink<'py> {
     Store(Bound<'py, Tracker>),
     Outbox(Bound<'py, Outbox>),
 }
 
 impl<'py> Sink<'py> {
-    fn of(tracker: &Bound<'py, PyAny>) -> PyResult<Self> {
+    pub(crate) fn of(tracker: &Bound<'py, PyAny>) -> PyResult<Self> {
         if let Ok(store) = tracker.cast::<Tracker>() {
             return Ok(Sink::Store(store.clone()));
         }
@@ -768,7 +768,7 @@ impl<'py> Sink<'py> {
         Ok(Sink::Outbox(outbox.cast_into::<Outbox>()?))
     }
 
-    fn engine(&self, py: Python<'_>) -> PyResult<Arc<Engine>> {
+    pub(crate) fn engine(&self, py: Python<'_>) -> PyResult<Arc<Engine>> {
         match self {
             Sink::Store(tracker) => tracker.get().engine(py),
             Sink::Outbox(outbox) => Ok(outbox.get().engine.clone()),

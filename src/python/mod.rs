@@ -6,6 +6,7 @@ mod fast_entry;
 mod metrics;
 mod outbox;
 mod sqlite_check;
+mod system_metrics;
 mod tracker;
 
 use pyo3::prelude::*;
@@ -33,8 +34,10 @@ fn _fastflow(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<tracker::Tracker>()?;
     m.add_class::<outbox::Outbox>()?;
     m.add_class::<outbox::Packet>()?;
+    m.add_class::<system_metrics::SystemMetricsSampler>()?;
     fast_entry::add_log_metric(m)?;
     m.add_function(wrap_pyfunction!(metrics::log_metrics, m)?)?;
+    m.add_function(wrap_pyfunction!(tracker::_spool_survey, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::_set_thread_run, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::_before_fork, m)?)?;

@@ -1187,6 +1187,15 @@ impl Tracker {
         Ok((r.files, r.points, r.runs_ended, r.dropped))
     }
 
+    /// Points delivered from dead processes' journals since this store was opened here.
+    fn replayed_points(&self, py: Python<'_>) -> PyResult<u64> {
+        let engine = self.engine(py)?;
+        Ok(engine
+            .shared
+            .replayed_points
+            .load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// Waits until everything logged to this store is written.
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
         let engine = self.engine(py)?;
@@ -1325,4 +1334,36 @@ pub fn _validate_batch_limits(
     tags: usize,
 ) -> PyResult<()> {
     validation::validate_batch_limits(metrics, params, tags).into_py(py)
+}
+
+/// The journals in the spool of the store behind `uri`, without opening the store (which
+/// would replay them): `(path, live, pid, points, runs left open, last write ms)` each.
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+pub fn _spool_survey(
+    py: Python<'_>,
+    uri: &str,
+) -> PyResult<Vec<(String, bool, u32, usize, Vec<String>, i64)>> {
+    let lower = uri.to_ascii_lowercase();
+    let key = if lower.starts_with("http://") || lower.starts_with("https://") {
+        crate::uri::redacted(uri.trim_end_matches('/'))
+    } else {
+        engine_key(&crate::uri::sqlite_path(uri).into_py(py)?)
+    };
+    let Some(dir) = spool::dir_for(&key) else {
+        return Ok(Vec::new());
+    };
+    Ok(spool::survey(&dir)
+        .into_iter()
+        .map(|j| {
+            (
+                j.path.display().to_string(),
+                j.live,
+                j.pid,
+                j.points,
+                j.open_runs,
+                j.last_write_ms,
+            )
+        })
+        .collect())
 }

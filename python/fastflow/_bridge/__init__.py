@@ -104,22 +104,6 @@ def mlflow_attribute(owner: str, name: str, source: str = "mlflow"):
         raise AttributeError(f"module {owner!r} has no attribute {name!r}") from None
 
 
-def start_system_metrics(run_id, resumed):
-    """``start_run(log_system_metrics=True)``: MLflow's sampler, on the fastflow run."""
-    if not available():
-        from fastflow.exceptions import MlflowException
-
-        raise MlflowException(
-            f"System metrics are sampled by MLflow's monitor; {refusal()}",
-            error_code="INVALID_PARAMETER_VALUE",
-        )
-    install()
-    from fastflow._bridge import state
-
-    state.start_system_metrics(run_id, resumed)
-    return True
-
-
 def log_linked_metrics(name, args):
     """``fastflow.log_metric(s)`` with ``model_id`` or ``dataset``: MLflow's own function."""
     if not available():
@@ -201,7 +185,6 @@ def watch() -> None:
     """Called once at ``import fastflow``."""
     from fastflow import _integrations
 
-    _integrations.register(_integrations.SYSTEM_METRICS, start_system_metrics)
     _integrations.register(_integrations.FOREIGN_STORE, foreign_tracker)
     _integrations.register(_integrations.LINKED_METRICS, log_linked_metrics)
     _integrations.register(_integrations.MLFLOW_CLIENT, mlflow_client_attribute)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import functools
-import logging
 
 import mlflow.tracking._tracking_service.utils as mlflow_uri_state
 import mlflow.tracking.fluent as mlflow_fluent
@@ -170,7 +169,6 @@ def install() -> None:
     for event, handler in (
         (_integrations.EXPERIMENT_SET, _experiment_set_by_fastflow),
         (_integrations.TRACKING_URI_SET, _tracking_uri_set_by_fastflow),
-        (_integrations.RUN_ENDING, _finish_system_metrics),
         (_integrations.LINKS_MODELS, _links_models),
     ):
         _integrations.register(event, handler)
@@ -179,35 +177,3 @@ def install() -> None:
 
 def _links_models() -> bool:
     return True
-
-
-def _finish_system_metrics(run_id, status) -> None:
-    monitor = mlflow_fluent.run_id_to_system_metrics_monitor.pop(run_id, None)
-    if monitor is not None:
-        monitor.finish()
-
-
-def start_system_metrics(run_id, resumed) -> None:
-    """MLflow's sampler on a fastflow run, as ``start_run(log_system_metrics=True)`` does."""
-    import importlib.util
-
-    from mlflow.exceptions import MlflowException
-
-    if importlib.util.find_spec("psutil") is None:
-        raise MlflowException(
-            "Failed to start system metrics monitoring as package `psutil` is not installed. "
-            "Please run `pip install psutil` to resolve the issue, otherwise you can disable "
-            "system metrics logging by passing `log_system_metrics=False` to "
-            "`mlflow.start_run()` or calling `mlflow.disable_system_metrics_logging`."
-        )
-    try:
-        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-
-        monitor = SystemMetricsMonitor(run_id, resume_logging=resumed)
-        mlflow_fluent.run_id_to_system_metrics_monitor[run_id] = monitor
-        monitor.start()
-    except Exception as e:
-        # As MLflow: the run goes on without the monitor.
-        logging.getLogger("mlflow.tracking.fluent").error(
-            f"Failed to start system metrics monitoring: {e}."
-        )
