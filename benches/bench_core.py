@@ -81,6 +81,9 @@ INSERT_METRICS = (
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FLOOR_CRATE = os.path.join(HERE, "floor")
+SYSTEM_METRICS_INTERVAL_S = 0.1
+# log_metric while the system metrics sampler runs, as a multiple of log_metric without it.
+MAX_SAMPLING_RATIO = 1.10
 # Inside the crate, where its .gitignore keeps it out of the repository, and kept between
 # runs: the first build takes minutes, the next ones a moment.
 FLOOR_TARGET = os.path.join(FLOOR_CRATE, "target")
@@ -211,11 +214,17 @@ def timed_calls(module, flush: Callable[[], None], trials: int, calls: int) -> l
     return per_call_ns
 
 
-def worker_fastflow_calls(workdir: str, trials: int, calls: int) -> dict:
+def worker_fastflow_calls(
+    workdir: str, trials: int, calls: int, system_metrics: bool = False
+) -> dict:
     import fastflow
 
+    if system_metrics:
+        # Ten times a second instead of MLflow's every 10 s: the sampler's thread reads
+        # /proc and logs its figures into the same run while the loop runs.
+        os.environ["MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"] = str(SYSTEM_METRICS_INTERVAL_S)
     fastflow.set_tracking_uri(sqlite_uri(os.path.join(workdir, "fastflow.db")))
-    with fastflow.start_run():
+    with fastflow.start_run(log_system_metrics=system_metrics):
         per_call_ns = timed_calls(fastflow, fastflow.flush, trials, calls)
     return {"per_call_ns": per_call_ns}
 
@@ -510,6 +519,7 @@ class Results:
     ff_call_ns: list = field(default_factory=list)
     floor_call_ns: list = field(default_factory=list)
     ff_call_trials: list = field(default_factory=list)
+    ff_sampling_call_ns: list = field(default_factory=list)
     floor_call_trials: list = field(default_factory=list)
     ff_instr: Optional[list] = None
     ff_instr_all: Optional[list] = None
@@ -543,6 +553,14 @@ def measure(plan: Plan, root: str, errors: dict) -> Results:
             out = run_worker(root, "fastflow-calls", trials=plan.call_trials, calls=plan.call_calls)
             res.ff_call_trials.extend(out["per_call_ns"])
             res.ff_call_ns.append(statistics.median(out["per_call_ns"]))
+            out = run_worker(
+                root,
+                "fastflow-calls",
+                trials=plan.call_trials,
+                calls=plan.call_calls,
+                system_metrics=True,
+            )
+            res.ff_sampling_call_ns.append(statistics.median(out["per_call_ns"]))
             if res.floor is None:
                 continue
             out = run_worker(
@@ -682,6 +700,18 @@ def build_rows(plan: Plan, res: Results, mlflow_name: str) -> list:
         )
     )
     rows.extend(callgrind_rows(res))
+    sampling = median(res.ff_sampling_call_ns)
+    ratio = quotient(sampling, call)
+    rows.append(
+        (
+            f"  while sampling system metrics every {SYSTEM_METRICS_INTERVAL_S} s, vs without",
+            fmt_time_ns(sampling) if sampling is not None else ERR,
+            call_cell,
+            fmt_ratio(ratio) if ratio is not None else ERR,
+            f"<= {MAX_SAMPLING_RATIO:.2f}x",
+            verdict(ratio <= MAX_SAMPLING_RATIO) if ratio is not None else ERR,
+        )
+    )
     for label, samples, target in (
         ("synchronous", res.mlflow_sync_ns, MIN_SYNC_RATIO),
         ("synchronous=False", res.mlflow_async_ns, None),
@@ -772,6 +802,11 @@ def details(plan: Plan, res: Results, mlflow_name: str) -> list:
     cg = f"{plan.callgrind_runs} x ({2 * plan.callgrind_calls:,} - {plan.callgrind_calls:,} calls)"
     parts = (
         (f"fastflow log_metric, {calls}, per call", res.ff_call_ns, fmt_time_ns),
+        (
+            f"fastflow log_metric while sampling system metrics, {calls}, per call",
+            res.ff_sampling_call_ns,
+            fmt_time_ns,
+        ),
         (f"empty PyO3 log_metric, {calls}, per call", res.floor_call_ns, fmt_time_ns),
         (f"fastflow, calling thread, {cg}, per call", res.ff_instr, fmt_instr),
         (f"fastflow, all threads, {cg}, per call", res.ff_instr_all, fmt_instr),
