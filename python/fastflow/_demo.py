@@ -10,17 +10,20 @@ import fastflow
 
 
 def _train(learning_rate: float, epochs: int, steps_per_epoch: int) -> float:
-    """A stand-in for a training loop: a noisy decaying loss, logged every step."""
+    """A stand-in for a training loop: a noisy loss that falls towards a plateau (lower and
+    sooner the larger the learning rate), logged every step."""
+    plateau = 0.05 + 0.02 / learning_rate**0.5
     loss = 2.5
     accuracy = 0.0
     step = 0
     for epoch in range(epochs):
         for _ in range(steps_per_epoch):
-            loss *= 1.0 - learning_rate * random.uniform(0.5, 1.5) * 0.05
+            trend = plateau + (2.5 - plateau) * math.exp(-learning_rate * step / 1000)
+            loss = trend * random.uniform(0.9, 1.1)
             fastflow.log_metric("train_loss", loss, step=step)
             step += 1
         accuracy = 1.0 - math.exp(-(epoch + 1) * learning_rate * 3)
-        fastflow.log_metrics({"val_loss": loss * 1.1, "val_accuracy": accuracy}, step=epoch)
+        fastflow.log_metrics({"val_loss": trend * 1.1, "val_accuracy": accuracy}, step=epoch)
     return accuracy
 
 
@@ -43,4 +46,5 @@ def main() -> None:
     print(f"Logged {points:,} metric points in 1 parent and 4 child runs in {elapsed:.2f} s.")
     print(f"Tracking URI: {fastflow.get_tracking_uri()}")
     print(f"Experiment:   fastflow-demo, parent run {parent.info.run_id}")
-    print("Open it with:  mlflow ui --backend-store-uri sqlite:///mlflow.db")
+    print("Look at it:    fastflow runs ls")
+    print("Open it with:  mlflow ui --backend-store-uri sqlite:///mlflow.db   (or: fastflow ui)")

@@ -74,6 +74,8 @@ def duration(start_ms, end_ms, now_ms=None) -> str:
         return "-"
     end = end_ms or now_ms or int(time.time() * 1000)
     seconds = max(0, (end - start_ms) / 1000)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
     if seconds < 60:
         return f"{seconds:.1f}s"
     minutes, seconds = divmod(int(seconds), 60)
@@ -98,16 +100,25 @@ def number(value) -> str:
 
 
 def sparkline(values, room: int) -> str:
-    """One character per value (NaN and infinities left blank), scaled between the series'
-    finite min and max, which the sampled history keeps."""
+    """At most ``room`` characters, scaled between the series' finite min and max; NaN and
+    infinities are blanks. A longer series is cut into ``room`` stretches, each drawn by
+    its last point, or by the series' min or max where the stretch holds one."""
+    values = list(values)
     finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
     if not finite or room <= 0:
         return ""
-    values = list(values)
-    if len(values) > room:
-        # Evenly spaced, the last point included.
-        values = [values[round(i * (len(values) - 1) / (room - 1))] for i in range(room)]
     low, high = min(finite), max(finite)
+    if len(values) > room:
+        drawn = []
+        for i in range(room):
+            stretch = values[i * len(values) // room : (i + 1) * len(values) // room]
+            if low in stretch:
+                drawn.append(low)
+            elif high in stretch:
+                drawn.append(high)
+            else:
+                drawn.append(stretch[-1])
+        values = drawn
     span = high - low
     out = []
     for v in values:

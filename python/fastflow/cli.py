@@ -70,7 +70,7 @@ def _source(args) -> str:
         return "--tracking-uri"
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return "MLFLOW_TRACKING_URI"
-    return "the default ./mlflow.db"
+    return "default"
 
 
 # ---- output ------------------------------------------------------------------------------------
@@ -272,7 +272,7 @@ def cmd_runs_show(args) -> int:
     series = {}
     for key in keys:
         # The sampled history keeps every bucket's extremes, the series' min and max too.
-        points = client.get_metric_history_sampled(info.run_id, key, max_points=spark_room)
+        points = client.get_metric_history_sampled(info.run_id, key, max_points=4 * spark_room)
         values = [p.value for p in points]
         finite = [v for v in values if v == v and abs(v) != float("inf")]
         series[key] = {
@@ -595,12 +595,12 @@ def cmd_doctor(args) -> int:
         elif running is not None:
             report.item("ok", "dead runs", f"none ({len(running)} run(s) RUNNING)")
     verdict, ours, python, safe_mode = _fastflow._sqlite_library()
-    library = f"{ours[0]} {ours[1]}"
+    library = f"{ours[1]} from {os.path.basename(ours[0])}"
     if verdict == "shared":
         report.item("ok", "SQLite", f"{library}, shared with Python's sqlite3")
     elif verdict == "separate":
         mode_text = "safe mode on" if safe_mode else "safe mode OFF"
-        report.item("warn", "SQLite", f"{library}; Python's sqlite3 runs {python[0]} ({mode_text})")
+        report.item("warn", "SQLite", f"{library}; Python's is another copy ({mode_text})")
     else:
         report.item("ok", "SQLite", f"{library} (this Python has no sqlite3)")
     return FAILED if report.problems else OK
