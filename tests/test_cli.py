@@ -331,7 +331,7 @@ print(fastflow.active_run().info.run_id, flush=True)
 time.sleep(0.05)
 os.kill(os.getpid(), signal.SIGKILL)
 """
-POINTS = 400_000
+POINTS = 100_000
 
 
 def killed_run(uri, spool) -> str:

@@ -29,7 +29,7 @@ print("RESULT " + json.dumps(result))
 """
 
 
-def run_script(tmp_path, variant, seconds=2.5, env=None, script=SCRIPT, args=()):
+def start_script(tmp_path, variant, seconds=2.5, env=None, script=SCRIPT):
     home = tmp_path / variant
     home.mkdir(exist_ok=True)
     uri = f"sqlite:///{home / 'mlflow.db'}"
@@ -41,17 +41,28 @@ def run_script(tmp_path, variant, seconds=2.5, env=None, script=SCRIPT, args=())
     environment.pop("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", None)
     environment.pop("MLFLOW_SYSTEM_METRICS_NODE_ID", None)
     environment.update(env or {})
-    done = subprocess.run(
-        [sys.executable, "-c", script, variant, uri, str(seconds), *map(str, args)],
-        capture_output=True,
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, variant, uri, str(seconds)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=180,
         env=environment,
         cwd=home,
     )
-    assert done.returncode == 0, done.stderr[-4000:]
-    line = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    return uri, process
+
+
+def finish_script(uri, process):
+    out, err = process.communicate(timeout=180)
+    assert process.returncode == 0, err[-4000:]
+    line = [ln for ln in out.splitlines() if ln.startswith("RESULT ")][-1]
     return uri, json.loads(line[len("RESULT ") :])
+
+
+def run_both(tmp_path, **kwargs):
+    """The script under fastflow and under MLflow at once: {variant: (uri, result)}."""
+    started = {v: start_script(tmp_path, v, **kwargs) for v in ("fastflow", "mlflow")}
+    return {v: finish_script(*started[v]) for v in started}
 
 
 def system_history(uri, run_id):
@@ -70,8 +81,8 @@ def total_memory_mb() -> float:
 
 
 def test_the_same_keys_as_mlflows_sampler_with_plausible_values(tmp_path):
-    ours_uri, ours = run_script(tmp_path, "fastflow")
-    theirs_uri, theirs = run_script(tmp_path, "mlflow")
+    both = run_both(tmp_path)
+    (ours_uri, ours), (theirs_uri, theirs) = both["fastflow"], both["mlflow"]
     run, history = system_history(ours_uri, ours["run"])
     _, expected = system_history(theirs_uri, theirs["run"])
     assert sorted(history) == sorted(expected)
@@ -115,8 +126,8 @@ def test_node_id_and_samples_before_logging(tmp_path):
         "MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING": "2",
         "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "0.3",
     }
-    uri, result = run_script(tmp_path, "fastflow", seconds=2.2, env=env)
-    theirs_uri, theirs = run_script(tmp_path, "mlflow", seconds=2.2, env=env)
+    both = run_both(tmp_path, seconds=2.2, env=env)
+    (uri, result), (theirs_uri, theirs) = both["fastflow"], both["mlflow"]
     _, history = system_history(uri, result["run"])
     _, expected = system_history(theirs_uri, theirs["run"])
     assert sorted(history) == sorted(expected)
@@ -144,8 +155,7 @@ print("RESULT " + json.dumps({"run": run.info.run_id}))
 
 
 def test_a_resumed_run_goes_on_from_its_last_step(tmp_path):
-    for variant in ("fastflow", "mlflow"):
-        uri, result = run_script(tmp_path, variant, seconds=1.6, script=RESUME)
+    for variant, (uri, result) in run_both(tmp_path, seconds=1.6, script=RESUME).items():
         _, history = system_history(uri, result["run"])
         steps = [p.step for p in history["system/cpu_utilization_percentage"]]
         assert steps == list(range(len(steps))), (variant, steps)
@@ -184,8 +194,7 @@ print("RESULT " + json.dumps({"on": on.info.run_id, "opted_out": opted_out.info.
 
 def test_the_switches_set_what_mlflows_set_and_runs_follow_them(tmp_path):
     results = {}
-    for variant in ("fastflow", "mlflow"):
-        uri, result = run_script(tmp_path, variant, seconds=1.2, script=SWITCHES)
+    for variant, (uri, result) in run_both(tmp_path, seconds=1.2, script=SWITCHES).items():
         keys = {
             name: sorted(system_history(uri, result[name])[1])
             for name in ("on", "opted_out", "off")
