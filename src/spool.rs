@@ -580,10 +580,8 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Journals in `dir` whose processes are gone, each held locked so no other process
-/// replays it at the same time. Journals of live processes (this one included) are locked
-/// by their owners and skipped.
-pub fn orphans(dir: &Path) -> Vec<(PathBuf, File)> {
+/// The journal files in `dir`, in name order, each opened for reading (not locked).
+fn journals(dir: &Path) -> Vec<(PathBuf, File)> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -592,15 +590,25 @@ pub fn orphans(dir: &Path) -> Vec<(PathBuf, File)> {
         .filter(|p| p.extension().is_some_and(|x| x == "spool"))
         .collect();
     paths.sort();
+    paths
+        .into_iter()
+        .filter_map(|path| {
+            let file = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(&path)
+                .ok()?;
+            Some((path, file))
+        })
+        .collect()
+}
+
+/// Journals in `dir` whose processes are gone, each held locked so no other process
+/// replays it at the same time. Journals of live processes (this one included) are locked
+/// by their owners and skipped.
+pub fn orphans(dir: &Path) -> Vec<(PathBuf, File)> {
     let mut found = Vec::new();
-    for path in paths {
-        let Ok(file) = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&path)
-        else {
-            continue;
-        };
+    for (path, file) in journals(dir) {
         if let Ok(true) = lock_exclusive(&file) {
             found.push((path, file));
         }
@@ -625,23 +633,8 @@ pub struct JournalSummary {
 /// The journals in `dir`, without replaying any: a dead process's journal is locked only
 /// while it is read, so a store opened meanwhile still replays it.
 pub fn survey(dir: &Path) -> Vec<JournalSummary> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "spool"))
-        .collect();
-    paths.sort();
     let mut found = Vec::new();
-    for path in paths {
-        let Ok(file) = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&path)
-        else {
-            continue;
-        };
+    for (path, file) in journals(dir) {
         let live = !matches!(lock_exclusive(&file), Ok(true));
         let Ok(recovered) = read(&path) else {
             continue;

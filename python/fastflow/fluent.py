@@ -750,6 +750,7 @@ def _finish_process(status=None) -> None:
             end_run()
         else:
             for run in _all_active_runs():
+                system_metrics.stop(run.info.run_id)
                 client = MlflowClient(run._tracker.uri)
                 # A run may have been ended by other means (a Tune trial's, when its thread
                 # ended); only those still running end here.
