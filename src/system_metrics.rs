@@ -27,10 +27,6 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-/// MLflow's defaults: a sample every 10 s, published every sample.
-pub const DEFAULT_SAMPLING_INTERVAL: Duration = Duration::from_secs(10);
-pub const DEFAULT_SAMPLES_BEFORE_LOGGING: u32 = 1;
-
 const MEGABYTE: f64 = 1e6;
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -455,14 +455,12 @@ class Report:
     def __init__(self, on: bool):
         self.on = on
         self.problems = 0
-        self.lines = []
 
     def item(self, state: str, label: str, text: str) -> None:
         mark = {"ok": "ok", "warn": "warn", "fail": "FAIL", "info": "--", "fixed": "fixed"}[state]
         style = {"ok": "green", "warn": "yellow", "fail": "red", "fixed": "green"}.get(state, "dim")
         if state == "fail":
             self.problems += 1
-        self.lines.append((state, label, text))
         room = min(_terminal.width(), _terminal.WIDTH) - 22
         text = _terminal.clip_middle(text, room)
         print(f"{_terminal.paint(f'{mark:>5}', style, self.on)}  {label:<14} {text}")
