@@ -148,6 +148,8 @@ def test_an_unwritable_destination_is_refused_and_keeps_what_was_logged(db_uri, 
 _INTERRUPTED = """
 import os, signal, sys, threading, time
 import fastflow
+# A runner started in the background hands SIGINT down ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 path, uri = sys.argv[1:]
 with open(path, "wb") as f:
     chunk = os.urandom(1 << 20)

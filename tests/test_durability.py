@@ -110,7 +110,10 @@ def test_ctrl_c_interrupts_a_blocked_flush(tmp_path):
     fastflow.MlflowClient(uri)
     script = textwrap.dedent(
         """
-        import sys, fastflow
+        import signal, sys, fastflow
+        # A runner started in the background hands SIGINT down ignored, and Python then
+        # installs no handler of its own.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         fastflow.set_tracking_uri(sys.argv[1])
         fastflow.start_run()
         print("ready", flush=True)
