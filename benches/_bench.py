@@ -210,6 +210,9 @@ def measure_in_tempdir(name: str, mode: str, measure: Callable[[str], T]) -> T:
     # Progress goes to stderr so that stdout holds the report alone.
     print(f"{name} ({mode} run); progress on stderr", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix=name + "-") as root:
+        # The children's journals go with the run: a child that ends with os._exit, or is
+        # killed, leaves its journal behind for the next process that opens its store.
+        os.environ["FASTFLOW_SPOOL_DIR"] = os.path.join(root, "spool")
         return measure(root)
 
 

@@ -226,7 +226,14 @@ def worker_fastflow_calls(
     fastflow.set_tracking_uri(sqlite_uri(os.path.join(workdir, "fastflow.db")))
     with fastflow.start_run(log_system_metrics=system_metrics):
         per_call_ns = timed_calls(fastflow, fastflow.flush, trials, calls)
-    return {"per_call_ns": per_call_ns}
+    return {"per_call_ns": per_call_ns, "extension": extension_file()}
+
+
+def extension_file() -> str:
+    """The file name of fastflow's extension: it names the ABI it was built for."""
+    import fastflow
+
+    return os.path.basename(fastflow._fastflow.__file__)
 
 
 def worker_floor_calls(workdir: str, trials: int, calls: int, floor_dir: str) -> dict:
@@ -428,7 +435,13 @@ def callgrind_counts(out_dir: str) -> tuple:
 
 
 def callgrind_run(
-    root: str, script: str, tool: str, calls: int, floor_dir: str, seed: int
+    root: str,
+    script: str,
+    tool: str,
+    calls: int,
+    floor_dir: str,
+    seed: int,
+    python_path: Optional[str] = None,
 ) -> tuple:
     workdir = os.path.join(root, f"callgrind-{tool}-{calls}-{time.monotonic_ns()}")
     os.makedirs(workdir)
@@ -450,14 +463,19 @@ def callgrind_run(
         # The interpreter's start hashes with a random seed, and its instruction count moves
         # with the seed by more than thousands of calls cost: the N and 2N runs share one.
         env["PYTHONHASHSEED"] = str(seed)
+        if python_path:
+            env["PYTHONPATH"] = python_path
         run_child(cmd, cwd=workdir, timeout=CALLGRIND_TIMEOUT_S, env=env)
         return callgrind_counts(workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def callgrind_per_call(root: str, tool: str, plan: Plan, floor_dir: str) -> tuple:
-    """Per-call instructions (calling thread, all threads), one pair of lists entry per run."""
+def callgrind_per_call(
+    root: str, tool: str, plan: Plan, floor_dir: str, python_path: Optional[str] = None
+) -> tuple:
+    """Per-call instructions (calling thread, all threads), one pair of lists entry per run.
+    ``python_path`` puts another build of fastflow first on the child's path."""
     script = os.path.join(root, "callgrind_calls.py")
     if not os.path.exists(script):
         with open(script, "w") as f:
@@ -467,8 +485,8 @@ def callgrind_per_call(root: str, tool: str, plan: Plan, floor_dir: str) -> tupl
     # A seed per run: a call's own count moves a little with the seed too (dict lookups), so
     # the median is over seeds rather than one seed's figure.
     for seed in range(plan.callgrind_runs):
-        main_n, total_n = callgrind_run(root, script, tool, n, floor_dir, seed)
-        main_2n, total_2n = callgrind_run(root, script, tool, 2 * n, floor_dir, seed)
+        main_n, total_n = callgrind_run(root, script, tool, n, floor_dir, seed, python_path)
+        main_2n, total_2n = callgrind_run(root, script, tool, 2 * n, floor_dir, seed, python_path)
         main.append((main_2n - main_n) / n)
         total.append((total_2n - total_n) / n)
     return main, total
@@ -518,6 +536,7 @@ class Results:
     # Per fresh process, the median of its trials.
     ff_call_ns: list = field(default_factory=list)
     floor_call_ns: list = field(default_factory=list)
+    ff_extension: Optional[str] = None
     ff_call_trials: list = field(default_factory=list)
     ff_sampling_call_ns: list = field(default_factory=list)
     floor_call_trials: list = field(default_factory=list)
@@ -551,6 +570,7 @@ def measure(plan: Plan, root: str, errors: dict) -> Results:
         # falls on both.
         for _ in range(plan.call_procs):
             out = run_worker(root, "fastflow-calls", trials=plan.call_trials, calls=plan.call_calls)
+            res.ff_extension = out["extension"]
             res.ff_call_trials.extend(out["per_call_ns"])
             res.ff_call_ns.append(statistics.median(out["per_call_ns"]))
             out = run_worker(
@@ -839,6 +859,10 @@ def details(plan: Plan, res: Results, mlflow_name: str) -> list:
         (f"import mlflow, {runs} fresh processes", res.mlflow_import_s, fmt_seconds),
     )
     lines = [f"{label}: {spread(values, fmt)}" for label, values, fmt in parts if values]
+    if res.ff_extension:
+        # The stable ABI's build is compared in benches/bench_abi.py.
+        abi = "the stable ABI" if ".abi3." in res.ff_extension else "this CPython version"
+        lines.insert(0, f"fastflow's extension: {res.ff_extension} (built for {abi})")
     if res.callgrind_skipped:
         lines.append(res.callgrind_skipped)
     return lines

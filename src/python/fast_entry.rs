@@ -37,12 +37,25 @@ pub fn add_log_metric(module: &Bound<'_, PyModule>) -> PyResult<()> {
     let _ = STEP.set(py, PyString::intern(py, "step").unbind());
     let _ = FULL.set(py, full.into_any().unbind());
     // The definition must outlive the function object, which lives as long as the module.
-    let definition = Box::leak(Box::new(ffi::PyMethodDef {
-        ml_name: c"log_metric".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer {
+    #[cfg(not(feature = "abi3"))]
+    let (ml_meth, ml_flags) = (
+        ffi::PyMethodDefPointer {
             PyCFunctionFastWithKeywords: log_metric_entry,
         },
-        ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+        ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+    );
+    // Python 3.9's stable ABI has no vectorcall: arguments come as a tuple and a dict.
+    #[cfg(feature = "abi3")]
+    let (ml_meth, ml_flags) = (
+        ffi::PyMethodDefPointer {
+            PyCFunctionWithKeywords: log_metric_entry_tuple,
+        },
+        ffi::METH_VARARGS | ffi::METH_KEYWORDS,
+    );
+    let definition = Box::leak(Box::new(ffi::PyMethodDef {
+        ml_name: c"log_metric".as_ptr(),
+        ml_meth,
+        ml_flags,
         ml_doc: doc.into_raw(),
     }));
     let module_name = module.name()?;
@@ -61,6 +74,17 @@ pub fn add_log_metric(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add("log_metric", function)
 }
 
+/// A new reference to None, for the caller to own (`Py_NewRef` is Python 3.10's).
+fn new_none() -> *mut ffi::PyObject {
+    // SAFETY: called attached to the interpreter, by the entries.
+    unsafe {
+        let none = ffi::Py_None();
+        ffi::Py_INCREF(none);
+        none
+    }
+}
+
+#[cfg(not(feature = "abi3"))]
 /// Where the step is among the arguments, for the shapes the fast lane takes: `Some(None)`
 /// for no step, `Some(Some(2))` for the third argument.
 ///
@@ -91,6 +115,7 @@ unsafe fn step_position(
     is_step.then_some(Some(2))
 }
 
+#[cfg(not(feature = "abi3"))]
 /// # Safety
 /// Called by CPython as a METH_FASTCALL | METH_KEYWORDS function: attached to the
 /// interpreter, `args` holding `nargs` positional values followed by one value per name in
@@ -112,8 +137,7 @@ unsafe extern "C" fn log_metric_entry(
             try_fast_known_key(&arg(0), &arg(1), step.as_deref())
         }));
         if let Ok(true) = sent {
-            // SAFETY: None is immortal in spirit; the caller owns the new reference.
-            return unsafe { ffi::Py_NewRef(ffi::Py_None()) };
+            return new_none();
         }
     }
     match FULL.get(py) {
@@ -121,6 +145,61 @@ unsafe extern "C" fn log_metric_entry(
         Some(full) => unsafe {
             ffi::PyObject_Vectorcall(full.as_ptr(), args, nargs as usize, kwnames)
         },
+        None => {
+            PyRuntimeError::new_err("fastflow's log_metric is not initialised").restore(py);
+            ptr::null_mut()
+        }
+    }
+}
+
+/// The entry under the stable ABI of Python 3.9, for the same three shapes.
+///
+/// # Safety
+/// Called by CPython as a METH_VARARGS | METH_KEYWORDS function: attached to the
+/// interpreter, `args` a tuple and `kwargs` NULL or a dict.
+#[cfg(feature = "abi3")]
+unsafe extern "C" fn log_metric_entry_tuple(
+    _module: *mut ffi::PyObject,
+    args: *mut ffi::PyObject,
+    kwargs: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls this attached (see above).
+    let py = unsafe { Python::assume_attached() };
+    // SAFETY: `args` is a tuple and `kwargs` NULL or a dict (the caller's contract).
+    let nargs = unsafe { ffi::PyTuple_Size(args) };
+    let step = if kwargs.is_null() {
+        match nargs {
+            2 => Some(None),
+            // SAFETY: index 2 of a tuple of three.
+            3 => Some(Some(unsafe { ffi::PyTuple_GetItem(args, 2) })),
+            _ => None,
+        }
+    } else if nargs == 2 && unsafe { ffi::PyDict_Size(kwargs) } == 1 {
+        STEP.get(py).and_then(|name| {
+            // SAFETY: a borrowed reference, or NULL when the one keyword is not `step`.
+            let value = unsafe { ffi::PyDict_GetItem(kwargs, name.as_ptr()) };
+            (!value.is_null()).then_some(Some(value))
+        })
+    } else {
+        None
+    };
+    if let Some(step) = step {
+        // SAFETY: items of the live tuple and dict, borrowed for this call.
+        let arg = |item: *mut ffi::PyObject| unsafe { Borrowed::from_ptr(py, item) };
+        let sent = catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: the tuple has at least two items.
+            let (key, value) =
+                unsafe { (ffi::PyTuple_GetItem(args, 0), ffi::PyTuple_GetItem(args, 1)) };
+            let step = step.map(arg);
+            try_fast_known_key(&arg(key), &arg(value), step.as_deref())
+        }));
+        if let Ok(true) = sent {
+            return new_none();
+        }
+    }
+    match FULL.get(py) {
+        // SAFETY: the arguments go on exactly as they came.
+        Some(full) => unsafe { ffi::PyObject_Call(full.as_ptr(), args, kwargs) },
         None => {
             PyRuntimeError::new_err("fastflow's log_metric is not initialised").restore(py);
             ptr::null_mut()

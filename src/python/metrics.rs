@@ -356,9 +356,9 @@ pub fn check_metric<'py>(
     let Ok(name) = key.cast::<PyString>() else {
         return Err(not_a_string(py, key));
     };
-    let text = name.to_str()?;
-    if !known_key(text) {
-        validation::validate_key_name(text, &name_path).into_py(py)?;
+    let text = name.to_cow()?;
+    if !known_key(&text) {
+        validation::validate_key_name(&text, &name_path).into_py(py)?;
     }
     let value_path = json_path(path, "value");
     let value = match value {
@@ -411,12 +411,12 @@ pub fn check_metric<'py>(
             ));
         }
     }
-    let key = match key_id(text) {
+    let key = match key_id(&text) {
         Ok(id) => id,
         Err(_) => {
             return Err(to_pyerr(
                 py,
-                validation::validate_key(KeyKind::Metric, text, &name_path).unwrap_err(),
+                validation::validate_key(KeyKind::Metric, &text, &name_path).unwrap_err(),
             ))
         }
     };
@@ -465,9 +465,19 @@ fn storable(given: &Given<'_>) -> PyResult<std::result::Result<Number, Unstorabl
     Ok(Err(Unstorable::Unbindable))
 }
 
+#[cfg(not(feature = "abi3"))]
 fn is_buffer(obj: &Bound<'_, PyAny>) -> bool {
     // SAFETY: `obj` is a live object and the GIL is held.
     unsafe { pyo3::ffi::PyObject_CheckBuffer(obj.as_ptr()) != 0 }
+}
+
+/// Python 3.9's stable ABI cannot ask whether an object has a buffer, only take a view.
+#[cfg(feature = "abi3")]
+fn is_buffer(obj: &Bound<'_, PyAny>) -> bool {
+    let py = obj.py();
+    // SAFETY: `obj` is a live object and the GIL is held; the view is released at once.
+    unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyMemoryView_FromObject(obj.as_ptr())) }
+        .is_ok()
 }
 
 /// Points ready for the writer: the queue's compact records when every step and timestamp
@@ -698,9 +708,9 @@ fn try_fast_keys(
             None if !learn_keys => return Fast::Slow,
             None => {
                 let Ok(id) = key
-                    .to_str()
+                    .to_cow()
                     .map_err(|_| ())
-                    .and_then(|k| key_id(k).map_err(|_| ()))
+                    .and_then(|k| key_id(&k).map_err(|_| ()))
                 else {
                     return Fast::Slow;
                 };

@@ -313,9 +313,9 @@ fn checked_key(
     let Ok(text) = key.cast::<PyString>() else {
         return Err(metrics::not_a_string(py, key));
     };
-    let text = text.to_str()?;
-    validation::validate_key_name(text, path).into_py(py)?;
-    Ok(text.to_string())
+    let text = text.to_cow()?;
+    validation::validate_key_name(&text, path).into_py(py)?;
+    Ok(text.into_owned())
 }
 
 /// A value within its limit, or truncated (with MLflow's warning, from MLflow's logger) or
@@ -399,7 +399,7 @@ fn checked_tag<'py>(
         }
         return Ok((key, TagValue::Unbindable(value.clone())));
     };
-    let text = text.to_str()?.to_string();
+    let text = text.to_cow()?.into_owned();
     let checked = validation::validate_tag_value(&text, &at("value"), truncate);
     Ok((key, TagValue::Text(Some(checked_value(py, checked, text)?))))
 }
@@ -443,7 +443,7 @@ fn unbindable_tags(
 /// The run id a store lookup takes: MLflow finds no run for an id that is not a str.
 fn run_id_text(run_id: &Bound<'_, PyAny>) -> PyResult<std::result::Result<String, Error>> {
     match run_id.cast::<PyString>() {
-        Ok(text) => Ok(Ok(text.to_str()?.to_string())),
+        Ok(text) => Ok(Ok(text.to_cow()?.into_owned())),
         Err(_) => Ok(Err(Error::not_found(format!(
             "Run with id={} not found",
             run_id.str()?
@@ -599,7 +599,7 @@ impl Tracker {
             let value = if value.is_none() {
                 None
             } else if let Ok(text) = value.cast::<PyString>() {
-                Some(text.to_str()?.to_string())
+                Some(text.to_cow()?.into_owned())
             } else {
                 // `len()` raises MLflow's TypeError for a value without a length.
                 value.len()?;
@@ -865,7 +865,7 @@ impl Tracker {
         let Ok(run_id) = run_id.cast::<PyString>() else {
             return Err(metrics::not_a_string(py, run_id));
         };
-        let run_id = run_id.to_str()?.to_string();
+        let run_id = run_id.to_cow()?.into_owned();
         validation::validate_run_id(&run_id).into_py(py)?;
         let checked_metrics = metrics::check_batch(py, &metrics)?;
         let truncate = truncate_env();
@@ -1322,7 +1322,7 @@ pub fn _check_run_id(py: Python<'_>, run_id: &Bound<'_, PyAny>) -> PyResult<()> 
     let Ok(text) = run_id.cast::<PyString>() else {
         return Err(metrics::not_a_string(py, run_id));
     };
-    validation::validate_run_id(text.to_str()?).into_py(py)
+    validation::validate_run_id(&text.to_cow()?).into_py(py)
 }
 
 /// MLflow's limits on one `log_batch`, for trackers that validate before sending anything.
