@@ -112,7 +112,7 @@ def test_detection_says_shared_on_a_system_library_python(tmp_path):
 
 
 def test_fastflow_python_sqlite3_and_mlflow_share_a_store_in_one_process(tmp_path):
-    repetitions = 20
+    repetitions = 10
     dirs = [tmp_path / f"rep{i}" for i in range(repetitions)]
     for d in dirs:
         d.mkdir()
