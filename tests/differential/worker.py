@@ -9,6 +9,7 @@ from what a fresh interpreter has, for the cost of a fork instead of an import.
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import json
 import os
@@ -16,6 +17,7 @@ import pkgutil
 import shutil
 import sqlite3
 import sys
+import threading
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -117,8 +119,20 @@ def _run_child(module, found, given, directory, listing=None) -> None:
     if listing is not None:
         with open(listing, "w") as out:
             json.dump(sorted(sys.modules), out)
-    # Unwinds through the worker's loop to the interpreter's own exit, as a script ends.
-    raise SystemExit(0)
+    _end_as_a_script_ends()
+
+
+def _end_as_a_script_ends() -> None:
+    """What the interpreter does at the end of a script that anyone can observe: it waits for
+    the threads that are not daemons, runs the exit hooks and flushes the standard streams.
+    The module teardown after that is left out (os._exit): with MLflow's 2,800 modules it
+    costs almost a second a process, nine tenths of a scenario's time, and nothing a
+    scenario observes depends on it."""
+    threading._shutdown()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _copy_store(template, directory) -> None:
