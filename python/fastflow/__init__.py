@@ -4,6 +4,11 @@ Use it as ``import fastflow as mlflow``: runs, params, tags and metrics go into 
 SQLite schema, so MLflow's UI and client read them.
 """
 
+# isort: off
+# Before anything imports the extension: it calls the SQLite library this puts in the process.
+from fastflow import _load_sqlite  # noqa: F401
+
+# isort: on
 from fastflow import _bridge, artifacts, entities, exceptions, system_metrics, tracking
 from fastflow._context import get_tracking_uri, set_tracking_uri
 from fastflow._fastflow import __version__, log_metric, log_metrics
