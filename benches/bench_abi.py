@@ -28,12 +28,10 @@ from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _bench import (  # noqa: E402
-    ERR,
     BenchError,
     attempter,
     bench_main,
     child_env,
-    fmt_ratio,
     fmt_time_ns,
     header_line,
     median,
@@ -42,11 +40,15 @@ from _bench import (  # noqa: E402
     run_json,
     spread,
     table_head,
-    verdict,
     worker_cmd,
 )
 from bench_core import QUICK as CORE_QUICK  # noqa: E402
-from bench_core import callgrind_per_call, extension_file, timed_calls  # noqa: E402
+from bench_core import (  # noqa: E402
+    callgrind_per_call,
+    extension_file,
+    floor_row,
+    timed_calls,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The most the stable ABI may add to a figure before the wheels are built per version.
@@ -173,15 +175,9 @@ def abi3_costs(res: Results) -> tuple:
 
 
 def row(label: str, values: dict, fmt) -> tuple:
-    ours, theirs = median(values.get("per-version")), median(values.get("abi3"))
-    ratio = quotient(theirs, ours)
-    return (
-        label,
-        fmt(ours) if ours is not None else ERR,
-        fmt(theirs) if theirs is not None else ERR,
-        fmt_ratio(ratio) if ratio is not None else ERR,
-        f"<= {ABI3_LIMIT:.2f}x",
-        verdict(ratio <= ABI3_LIMIT) if ratio is not None else ERR,
+    """The abi3 build's figure against the per-version build's, as bench_core's floor rows."""
+    return floor_row(
+        label, median(values.get("abi3")), median(values.get("per-version")), fmt, ABI3_LIMIT
     )
 
 
@@ -207,8 +203,8 @@ def present(plan: Plan, mode: str, res: Results, errors: dict) -> int:
     ]
     if res.callgrind_skipped:
         details.append(res.callgrind_skipped)
-    head = list(table_head("abi3"))
-    head[1] = "per-version"
+    head = list(table_head("per-version"))
+    head[1] = "abi3"
     return report(
         header_line("its abi3 build", [], mode),
         tuple(head),
