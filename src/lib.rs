@@ -28,6 +28,7 @@ pub mod store;
 pub mod system_metrics;
 pub mod uri;
 pub mod validation;
+pub mod workspace;
 pub mod writer;
 
 #[cfg(feature = "python")]

@@ -83,12 +83,50 @@ enum Attempt {
 }
 
 impl Client {
-    /// A client for `uri` (`http://host:port[/prefix]`), from MLflow's environment variables.
+    /// A client for `uri`: a tracking server (`http://host:port[/prefix]`, credentials and
+    /// TLS from MLflow's environment variables) or a Databricks workspace
+    /// (`databricks[://profile]`, as registered in [`crate::workspace`]).
     pub fn new(uri: &str) -> Result<Client> {
-        let base = uri.trim_end_matches('/').to_string();
+        Client::reaching(uri, uri)
+    }
+
+    /// A client for the server at `base`, authenticated as the tracking URI `tracking_uri`
+    /// says: a server on a workspace's host (its artifact proxy) carries the workspace's
+    /// credentials.
+    pub fn reaching(base: &str, tracking_uri: &str) -> Result<Client> {
+        if crate::workspace::is_workspace_uri(tracking_uri) {
+            let workspace = crate::workspace::lookup(tracking_uri)?;
+            let base = if crate::workspace::is_workspace_uri(base) {
+                &workspace.host
+            } else {
+                base
+            };
+            return Client::build(base, Some(workspace.authorization), workspace.insecure);
+        }
+        let authorization = match (
+            std::env::var("MLFLOW_TRACKING_USERNAME"),
+            std::env::var("MLFLOW_TRACKING_PASSWORD"),
+            std::env::var("MLFLOW_TRACKING_TOKEN"),
+        ) {
+            (Ok(user), Ok(password), _) => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            )),
+            (_, _, Ok(token)) => Some(format!("Bearer {token}")),
+            _ => None,
+        };
+        Client::build(
+            base,
+            authorization,
+            env_true("MLFLOW_TRACKING_INSECURE_TLS"),
+        )
+    }
+
+    fn build(base: &str, authorization: Option<String>, insecure: bool) -> Result<Client> {
+        let base = base.trim_end_matches('/').to_string();
         let settings = Settings::from_env();
         let mut tls = TlsConfig::builder();
-        if env_true("MLFLOW_TRACKING_INSECURE_TLS") {
+        if insecure {
             tls = tls.disable_verification(true);
         } else if let Ok(path) = std::env::var("MLFLOW_TRACKING_SERVER_CERT_PATH") {
             let pem = std::fs::read(&path).map_err(|e| {
@@ -121,18 +159,6 @@ impl Client {
             .tls_config(tls.build())
             .build()
             .into();
-        let authorization = match (
-            std::env::var("MLFLOW_TRACKING_USERNAME"),
-            std::env::var("MLFLOW_TRACKING_PASSWORD"),
-            std::env::var("MLFLOW_TRACKING_TOKEN"),
-        ) {
-            (Ok(user), Ok(password), _) => Some(format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-            )),
-            (_, _, Ok(token)) => Some(format!("Bearer {token}")),
-            _ => None,
-        };
         Ok(Client {
             base,
             agent,
@@ -232,36 +258,24 @@ impl Client {
                 after: retry_after,
             };
         }
-        let code = parsed
-            .as_ref()
-            .and_then(|j| j.get("error_code"))
-            .and_then(Json::as_str)
-            .unwrap_or("")
-            .to_string();
-        let message = parsed
-            .as_ref()
-            .and_then(|j| j.get("message"))
-            .and_then(Json::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| {
+        let Some(answer) = parsed.filter(Json::is_object) else {
+            let code = match status {
+                401 => "UNAUTHENTICATED",
+                403 => "PERMISSION_DENIED",
+                404 => "ENDPOINT_NOT_FOUND",
+                _ => "BAD_REQUEST",
+            };
+            return Attempt::Failed(Error::from_code(
+                code,
                 format!(
                     "API request to endpoint {} failed with error code {status} != 200. \
                      Response body: '{}'",
                     endpoint_of(url),
                     text.chars().take(500).collect::<String>()
-                )
-            });
-        let code = if code.is_empty() {
-            match status {
-                401 => "UNAUTHENTICATED".to_string(),
-                403 => "PERMISSION_DENIED".to_string(),
-                404 => "ENDPOINT_NOT_FOUND".to_string(),
-                _ => "BAD_REQUEST".to_string(),
-            }
-        } else {
-            code
+                ),
+            ));
         };
-        Attempt::Failed(Error::from_code(&code, message))
+        Attempt::Failed(rest_exception(&answer))
     }
 
     /// One request with MLflow's retries: `max_retries` more attempts after the first,
@@ -355,6 +369,40 @@ impl Client {
             None,
         )
     }
+}
+
+/// MLflow's `RestException` for an error the server answered in JSON: the message is
+/// `<error_code as sent>: <message>`, and a code given as an HTTP status (as gateways in
+/// front of a workspace send them) is read as the MLflow code of that status.
+fn rest_exception(answer: &Json) -> Error {
+    let sent = match answer.get("error_code") {
+        Some(Json::String(code)) if !code.is_empty() => code.clone(),
+        Some(Json::Number(code)) => code.to_string(),
+        _ => "INTERNAL_ERROR".to_string(),
+    };
+    let message = match answer.get("message") {
+        Some(Json::String(message)) => format!("{sent}: {message}"),
+        Some(other) => format!("{sent}: {other}"),
+        None => format!("{sent}: Response: {answer}"),
+    };
+    let code = match sent.parse::<u16>() {
+        Ok(status) => match status {
+            400 => "BAD_REQUEST",
+            401 => "UNAUTHENTICATED",
+            403 => "PERMISSION_DENIED",
+            404 => "ENDPOINT_NOT_FOUND",
+            409 => "ALREADY_EXISTS",
+            429 => "RESOURCE_EXHAUSTED",
+            499 => "CANCELLED",
+            501 => "NOT_IMPLEMENTED",
+            503 => "TEMPORARILY_UNAVAILABLE",
+            504 => "DEADLINE_EXCEEDED",
+            _ => "INTERNAL_ERROR",
+        }
+        .to_string(),
+        Err(_) => sent,
+    };
+    Error::from_code(&code, message)
 }
 
 /// A request body's reader whose failures can be told apart from the connection's.

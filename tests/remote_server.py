@@ -1,5 +1,6 @@
 """A real `mlflow server` on 127.0.0.1, and a small proxy in front of it that can refuse
-requests (503 with Retry-After) or demand basic auth: the peers of the remote tests."""
+requests (503 with Retry-After), demand basic auth, or demand a bearer token as a Databricks
+workspace does: the peers of the remote tests."""
 
 from __future__ import annotations
 
@@ -88,6 +89,7 @@ class Proxy:
         retry_after: str = "1",
         credentials=None,
         certificate=None,
+        token=None,
     ):
         self.target = target
         self.refuse = refuse
@@ -99,6 +101,9 @@ class Proxy:
             if credentials
             else None
         )
+        # A workspace's answers: 401 without credentials, 403 for a token it does not know.
+        self.token = token
+        self.authorizations = []
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -108,7 +113,21 @@ class Proxy:
             def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
-                if proxy.expected and self.headers.get("Authorization") != proxy.expected:
+                sent = self.headers.get("Authorization")
+                proxy.authorizations.append(sent)
+                if proxy.token is not None and sent != f"Bearer {proxy.token}":
+                    if sent is None:
+                        self._answer(
+                            401,
+                            b'{"error_code": "401", "message": "Credential was not sent or '
+                            b'was of an unsupported type for this API."}',
+                        )
+                    else:
+                        self._answer(
+                            403, b'{"error_code": "403", "message": "Invalid access token."}'
+                        )
+                    return
+                if proxy.expected and sent != proxy.expected:
                     self._answer(
                         401,
                         b'{"error_code": "UNAUTHENTICATED", "message": '

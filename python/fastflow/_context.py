@@ -8,7 +8,7 @@ import random
 import sys
 import threading
 
-from fastflow import _fastflow, _git, _integrations
+from fastflow import _databricks, _fastflow, _git, _integrations
 from fastflow.exceptions import MlflowException
 
 _DEFAULT_DB = "mlflow.db"
@@ -74,7 +74,7 @@ def tracker(uri=None) -> _fastflow.Tracker:
         return found
 
 
-_NATIVE_SCHEMES = ("sqlite", "http", "https")
+_NATIVE_SCHEMES = ("sqlite", "http", "https", "databricks")
 
 
 def redacted(uri) -> str:
@@ -86,27 +86,35 @@ def redacted(uri) -> str:
 
 
 def native(uri) -> bool:
-    """Whether fastflow's own store serves ``uri`` (SQLite files and tracking servers)."""
+    """Whether fastflow's own store serves ``uri`` (SQLite files, tracking servers and
+    Databricks workspaces)."""
     scheme, colon, _ = uri.partition(":")
-    return bool(colon) and scheme.lower() in _NATIVE_SCHEMES
+    return (bool(colon) and scheme.lower() in _NATIVE_SCHEMES) or uri.lower() == "databricks"
 
 
 def _open(uri):
-    if not native(uri):
-        # Served by MLflow when it is installed (the bridge answers), else refused here.
-        foreign = _integrations.ask(_integrations.FOREIGN_STORE, uri)
-        if foreign is None:
-            raise MlflowException(
-                f"fastflow serves sqlite:// and http(s):// tracking URIs; {redacted(uri)!r} "
-                'is served through MLflow: install it with pip install "fastflow[mlflow]"',
-                error_code="INVALID_PARAMETER_VALUE",
-            )
-        return foreign
+    # A workspace whose authentication only MLflow's SDK-backed store can carry out is
+    # served like any other URI fastflow does not serve.
+    if not native(uri) or (_databricks.is_workspace_uri(uri) and not _databricks.register(uri)):
+        return _foreign(uri)
     # A Ray worker on another node than its driver's logs through the driver's funnel.
     funnel = _integrations.ask(_integrations.WORKER_TRACKER, uri)
     if funnel is not None:
         return funnel
     return _fastflow.Tracker(uri, default_artifact_root())
+
+
+def _foreign(uri):
+    """MLflow's store for ``uri`` when MLflow is installed (the bridge answers)."""
+    foreign = _integrations.ask(_integrations.FOREIGN_STORE, uri)
+    if foreign is None:
+        raise MlflowException(
+            f"fastflow serves sqlite://, http(s):// and databricks tracking URIs; "
+            f"{redacted(uri)!r} is served through MLflow: install it with "
+            'pip install "fastflow[mlflow]"',
+            error_code="INVALID_PARAMETER_VALUE",
+        )
+    return foreign
 
 
 def _forget_trackers_after_fork() -> None:

@@ -198,3 +198,12 @@ def _download_artifacts(
 def _local_artifact_path(
     artifact_uri: str, path: str, tracking_uri: Optional[str] = None
 ) -> Optional[str]: ...
+def _register_workspace(
+    uri: str,
+    host: str,
+    *,
+    token: Optional[str] = None,
+    username: Optional[str] = None,
+    password: Optional[str] = None,
+    insecure: bool = False,
+) -> None: ...

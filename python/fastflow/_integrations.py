@@ -24,6 +24,8 @@ WORKER_CONTEXT = "worker_context"  # (refresh) -> the context a parent process s
 WORKER_TRACKER = "worker_tracker"  # (uri) -> a tracker through a process that holds the store
 FORKED_CHILD = "forked_child"  # (): this process was just forked
 FOREIGN_STORE = "foreign_store"  # (uri) -> a tracker for a store fastflow does not serve
+# (artifact_uri, tracking_uri) -> MLflow's repository for a location fastflow does not serve
+FOREIGN_ARTIFACTS = "foreign_artifacts"
 LINKED_METRICS = "linked_metrics"  # (name, args) -> (result,): metrics tied to a model/dataset
 MLFLOW_CLIENT = "mlflow_client"  # (tracking_uri, registry_uri, name) -> (MLflow's attribute,)
 LINKS_MODELS = "links_models"  # () -> True where points of a model's step are linked to it

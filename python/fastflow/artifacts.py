@@ -13,7 +13,7 @@ import posixpath
 import tempfile
 import urllib.parse
 
-from fastflow import _context, _fastflow
+from fastflow import _context, _repositories
 from fastflow.entities.run import RunInfo
 from fastflow.exceptions import (
     BAD_REQUEST,
@@ -110,11 +110,11 @@ def _one_source(artifact_uri, run_id, artifact_path):
 def _download_from_repository(uri, path, dst_path, tracking_uri):
     if not dst_path:
         # A local repository hands out the artifact where it is, without a copy.
-        local = _fastflow._local_artifact_path(uri, path, tracking_uri)
+        local = _repositories.local_path(uri, path, tracking_uri)
         if local is not None:
             return local
         dst_path = tempfile.mkdtemp()
-    return _fastflow._download_artifacts(uri, path, dst_path, tracking_uri)
+    return _repositories.download(uri, path, dst_path, tracking_uri)
 
 
 def _download_from_uri(artifact_uri, dst_path, tracking_uri, run_artifact_uri):
@@ -123,7 +123,7 @@ def _download_from_uri(artifact_uri, dst_path, tracking_uri, run_artifact_uri):
         return _download_from_repository(root, path, dst_path, tracking_uri)
     repository = _repository(root, run_artifact_uri)
     try:
-        return _fastflow._download_artifacts(
+        return _repositories.download(
             repository, path, dst_path or tempfile.mkdtemp(), tracking_uri
         )
     except Exception:
@@ -170,7 +170,7 @@ def download_artifacts(
 def _list(uri, path, tracking_uri):
     from fastflow.entities import FileInfo
 
-    return [FileInfo(*entry) for entry in _fastflow._list_artifacts(uri, path, tracking_uri)]
+    return [FileInfo(*entry) for entry in _repositories.list_files(uri, path, tracking_uri)]
 
 
 def _list_for(artifact_uri, run_id, artifact_path, tracking_uri, run_artifact_uri):

@@ -8,6 +8,7 @@ mod outbox;
 mod sqlite_check;
 mod system_metrics;
 mod tracker;
+mod workspace;
 
 use pyo3::prelude::*;
 
@@ -49,6 +50,7 @@ fn _fastflow(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tracker::_validate_batch_limits, m)?)?;
     m.add_function(wrap_pyfunction!(tracker::_check_run_id, m)?)?;
     m.add_function(wrap_pyfunction!(sqlite_check::_sqlite_library, m)?)?;
+    m.add_function(wrap_pyfunction!(workspace::_register_workspace, m)?)?;
     m.add_function(wrap_pyfunction!(artifacts::_log_artifact, m)?)?;
     m.add_function(wrap_pyfunction!(artifacts::_log_artifacts, m)?)?;
     m.add_function(wrap_pyfunction!(artifacts::_list_artifacts, m)?)?;

@@ -477,8 +477,18 @@ pub struct Tracker {
 enum Target {
     /// The file as the URI names it, and the key its engine is found by.
     Sqlite(PathBuf, String),
-    /// A tracking server's base URI; credentials stay in the environment.
+    /// A tracking server's base URI (credentials stay in the environment), or a
+    /// `databricks` URI whose workspace is registered.
     Server(String),
+}
+
+/// What a server's spool and messages are named after, without credentials: a workspace
+/// by its host (all of a workspace's URIs share its spool), a server by its redacted URI.
+fn server_name(base: &str) -> Result<String> {
+    if crate::workspace::is_workspace_uri(base) {
+        return crate::workspace::lookup(base).map(|w| w.host);
+    }
+    Ok(crate::uri::redacted(base))
 }
 
 impl Tracker {
@@ -503,10 +513,10 @@ impl Tracker {
             }
             Target::Server(base) => {
                 let base = base.clone();
+                let name = server_name(&base).into_py(py)?;
                 let options = Options {
-                    // Named after the redacted URI: credentials never reach a file name.
-                    spool_dir: spool::dir_for(&crate::uri::redacted(&base)),
-                    store_name: crate::uri::redacted(&base),
+                    spool_dir: spool::dir_for(&name),
+                    store_name: name,
                     fork_gate: false,
                 };
                 py.detach(move || {
@@ -558,6 +568,8 @@ impl Tracker {
         let lower = uri.to_ascii_lowercase();
         let target = if lower.starts_with("http://") || lower.starts_with("https://") {
             Target::Server(uri.trim_end_matches('/').to_string())
+        } else if crate::workspace::is_workspace_uri(&uri) {
+            Target::Server(uri.clone())
         } else {
             let path = crate::uri::sqlite_path(&uri).into_py(py)?;
             let key = engine_key(&path);
@@ -1345,8 +1357,11 @@ pub fn _spool_survey(
     uri: &str,
 ) -> PyResult<Vec<(String, bool, u32, usize, Vec<String>, i64)>> {
     let lower = uri.to_ascii_lowercase();
-    let key = if lower.starts_with("http://") || lower.starts_with("https://") {
-        crate::uri::redacted(uri.trim_end_matches('/'))
+    let key = if lower.starts_with("http://")
+        || lower.starts_with("https://")
+        || crate::workspace::is_workspace_uri(uri)
+    {
+        server_name(uri.trim_end_matches('/')).into_py(py)?
     } else {
         engine_key(&crate::uri::sqlite_path(uri).into_py(py)?)
     };

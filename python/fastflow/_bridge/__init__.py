@@ -148,6 +148,17 @@ def foreign_tracker(uri):
     return ForeignTracker(uri)
 
 
+def artifact_repository(artifact_uri, tracking_uri):
+    """MLflow's repository for an artifact location fastflow does not serve (s3://, gs://,
+    wasbs://, abfss://, hdfs://, sftp://, ftp://, dbfs:/, plugins)."""
+    if not available():
+        return None
+    install()
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    return get_artifact_repository(artifact_uri, tracking_uri=tracking_uri)
+
+
 # Plain classes, not importlib.abc's: that module would load typing and more into every
 # ``import fastflow``; the import system needs only these methods.
 class _InstallAfterLoading:
@@ -186,6 +197,7 @@ def watch() -> None:
     from fastflow import _integrations
 
     _integrations.register(_integrations.FOREIGN_STORE, foreign_tracker)
+    _integrations.register(_integrations.FOREIGN_ARTIFACTS, artifact_repository)
     _integrations.register(_integrations.LINKED_METRICS, log_linked_metrics)
     _integrations.register(_integrations.MLFLOW_CLIENT, mlflow_client_attribute)
     if _off:

@@ -153,7 +153,8 @@ class ForeignTracker:
             _noticed.add(uri)
             _logger.warning(
                 "fastflow: the store at %s is served by MLflow; fastflow's fast path is off "
-                "for it (fastflow serves sqlite:// and http(s):// natively)",
+                "for it (fastflow serves sqlite://, http(s):// and token-authenticated "
+                "databricks natively)",
                 _context.redacted(uri),
             )
 

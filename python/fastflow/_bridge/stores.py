@@ -36,7 +36,7 @@ from mlflow.store.entities.paged_list import PagedList
 from mlflow.utils.async_logging.run_operations import RunOperations
 from mlflow.utils.search_utils import SearchUtils
 
-from fastflow import _context, _fastflow
+from fastflow import _context, _databricks, _fastflow
 from fastflow._bridge.undo import remember
 from fastflow.exceptions import MlflowException
 
@@ -363,6 +363,10 @@ def _class(kind):
             found = _bridged_class(
                 SqlAlchemyStore, "FastflowSqlAlchemyStore", (_HistoryReads, _WriterMethods)
             )
+        elif kind == "databricks":
+            from mlflow.store.tracking.databricks_rest_store import DatabricksTracingRestStore
+
+            found = _bridged_class(DatabricksTracingRestStore, "FastflowDatabricksRestStore")
         else:
             from mlflow.store.tracking.rest_store import RestStore
 
@@ -397,15 +401,40 @@ def _rest_store(store_uri, **_):
     return store
 
 
+def _databricks_store(store_uri, **kwargs):
+    from mlflow.utils.databricks_utils import get_databricks_host_creds
+
+    try:
+        ours = _databricks.resolve(store_uri) is not None
+    except MlflowException:
+        ours = False
+    if not ours:
+        # Authentication only MLflow's SDK-backed store carries out, or none: MLflow's own
+        # store (and its error when a request is made).
+        return _mlflow_builders["databricks"](store_uri, **kwargs)
+    cls = _class("databricks")
+    store = cls.__new__(cls)
+    store._fastflow = _context.tracker(store_uri)
+    cls.__init__(store, functools.partial(get_databricks_host_creds, store_uri))
+    return store
+
+
 serves = _context.native
+_BUILDERS = {
+    "sqlite": _sqlite_store,
+    "http": _rest_store,
+    "https": _rest_store,
+    "databricks": _databricks_store,
+}
+_mlflow_builders: dict = {}
 
 
 def install() -> None:
     registry = mlflow_store_registry._tracking_store_registry
-    builders = {scheme: registry._registry.get(scheme) for scheme in ("sqlite", "http", "https")}
-    registry.register("sqlite", _sqlite_store)
-    for scheme in ("http", "https"):
-        registry.register(scheme, _rest_store)
+    builders = {scheme: registry._registry.get(scheme) for scheme in _BUILDERS}
+    _mlflow_builders.update(builders)
+    for scheme, builder in _BUILDERS.items():
+        registry.register(scheme, builder)
     # Stores MLflow built before the bridge was installed are not used again.
     registry._get_store_with_resolved_uri.cache_clear()
 

@@ -110,7 +110,7 @@ def publish(top_run=None) -> None:
         return
     if not in_driver():
         return
-    from fastflow import _context, fluent
+    from fastflow import _context, _databricks, fluent
 
     if top_run is None:
         top_run = fluent.active_run()
@@ -125,6 +125,12 @@ def publish(top_run=None) -> None:
         "driver_node_id": ray.get_runtime_context().get_node_id(),
         "funnel": None,
     }
+    # A workspace's host and credentials as the driver resolved them: workers need no
+    # environment or configuration file of their own, and the token travels only in Ray's
+    # own store.
+    workspaces = _databricks.for_workers([context["tracking_uri"]])
+    if workspaces:
+        context["workspaces"] = workspaces
     from fastflow.ray import _funnel
 
     context["funnel"] = _funnel.driver_funnel(ray, context)

@@ -19,6 +19,7 @@ from fastflow import (
     _integrations,
     _logs,
     _media,
+    _repositories,
     _search,
     _values,
     artifacts,
@@ -500,13 +501,13 @@ class MlflowClient:
         if os.path.isdir(local_path):
             name = os.path.basename(os.path.normpath(local_path))
             below = name if artifact_path is None else os.path.join(artifact_path, name)
-            _fastflow._log_artifacts(uri, os.fspath(local_path), below, self._tracking_uri)
+            _repositories.log_dir(uri, os.fspath(local_path), below, self._tracking_uri)
             return
-        _fastflow._log_artifact(uri, os.fspath(local_path), artifact_path, self._tracking_uri)
+        _repositories.log_file(uri, os.fspath(local_path), artifact_path, self._tracking_uri)
 
     def log_artifacts(self, run_id, local_dir, artifact_path=None) -> None:
         """Copies a directory's contents into the run's artifacts."""
-        _fastflow._log_artifacts(
+        _repositories.log_dir(
             self._artifact_uri(run_id), os.fspath(local_dir), artifact_path, self._tracking_uri
         )
 
