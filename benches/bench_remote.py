@@ -10,6 +10,9 @@ for the whole run; every trial logs into a new run of that server from a fresh c
 - fastflow: ``log_metric("loss", float(i), step=i)`` in a loop inside ``with start_run()``,
   then ``flush()``. The loop alone is the per-call cost; the loop and the flush together are
   the time until the points are durable on the server.
+- fastflow with the tracking URI ``databricks``: the same loop, the workspace named by
+  ``DATABRICKS_HOST`` (the same server) and ``DATABRICKS_TOKEN``. Its per-call cost must
+  equal the ``http://`` one: the workspace changes where the writer sends, not the call.
 - MLflow ``log_metric``, synchronous: each call is an HTTP round trip that returns once the
   point is on the server, so the loop is both the per-call cost and the time until durable.
 - MLflow ``log_metric(..., synchronous=False)``: the loop, then ``flush_async_logging()``.
@@ -83,7 +86,9 @@ BATCH = 1_000
 PATHS = ("batch", "async", "sync")
 # The order of one round of trials: the two paths the durable target compares run back to
 # back, so that a slow spell on the machine or a growing server database hits both.
-ROUND = ("fastflow", *PATHS)
+ROUND = ("fastflow", "databricks", *PATHS)
+# The http:// URI's per-call cost over the databricks one's: equal, within the noise.
+WORKSPACE_CALL_RANGE = (0.9, 1.1)
 
 SERVER_START_TIMEOUT_S = 120
 SERVER_STOP_TIMEOUT_S = 30
@@ -109,6 +114,7 @@ class Plan:
     def trials(self, tool: str) -> int:
         return {
             "fastflow": self.ff_trials,
+            "databricks": self.ff_trials,
             "batch": self.batch_trials,
             "async": self.async_trials,
             "sync": self.sync_trials,
@@ -174,7 +180,12 @@ def points_problem(found: dict, expected: int) -> Optional[str]:
 # ---- workers: each runs alone in a child process and returns a JSON-able dict ---------------
 
 
-def worker_fastflow(workdir: str, uri: str, db: str, points: int) -> dict:
+def worker_fastflow(
+    workdir: str, uri: str, db: str, points: int, workspace_host: Optional[str] = None
+) -> dict:
+    if workspace_host is not None:
+        os.environ["DATABRICKS_HOST"] = workspace_host
+        os.environ["DATABRICKS_TOKEN"] = "dapi-bench-token"
     import fastflow as mlflow
 
     mlflow.set_tracking_uri(uri)
@@ -449,6 +460,8 @@ def worker_call(tool: str, plan: Plan, server: Server) -> tuple:
     params = {"uri": server.uri, "db": server.db, "points": points}
     if tool == "fastflow":
         return "fastflow", params
+    if tool == "databricks":
+        return "fastflow", {**params, "uri": "databricks", "workspace_host": server.uri}
     if tool == "batch":
         return "log_batch", params
     return "log_metric", {**params, "synchronous": tool == "sync"}
@@ -563,6 +576,7 @@ def measure(plan: Plan, root: str, errors: dict) -> Results:
 def describe(tool: str) -> str:
     return {
         "fastflow": "fastflow log_metric + flush",
+        "databricks": "fastflow log_metric + flush, tracking URI databricks",
         "batch": f"MLflow log_batch of {BATCH:,}",
         "async": "MLflow log_metric(synchronous=False) + flush_async_logging",
         "sync": "MLflow log_metric, synchronous",
@@ -614,6 +628,23 @@ def build_rows(plan: Plan, res: Results) -> tuple:
             NONE,
             NONE,
             f"< {fmt_time_ns(MAX_CALL_NS)}",
+            result,
+        )
+    )
+    workspace = res.tools.get("databricks")
+    workspace_call = median(workspace.call_ns) if workspace else None
+    # As every ratio here: the other column's time over this one's.
+    workspace_ratio = quotient(ff_call, workspace_call)
+    low, high = WORKSPACE_CALL_RANGE
+    result = verdict(low <= workspace_ratio <= high) if workspace_ratio is not None else ERR
+    targets.append(("databricks per call equals http://", result))
+    rows.append(
+        (
+            "  same, tracking URI databricks (MLflow column: http://)",
+            cell(workspace_call, fmt_time_ns),
+            cell(ff_call, fmt_time_ns),
+            cell(workspace_ratio, fmt_ratio),
+            f"{low:.2f}x-{high:.2f}x",
             result,
         )
     )

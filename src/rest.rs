@@ -442,3 +442,30 @@ fn jitter() -> f64 {
     let mixed = (nanos as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11;
     (mixed as f64) / ((1u64 << 53) as f64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shown(answer: &str) -> String {
+        rest_exception(&serde_json::from_str(answer).unwrap()).to_string()
+    }
+
+    #[test]
+    fn errors_read_as_mlflows_rest_exception() {
+        assert_eq!(
+            shown(r#"{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "Run x not found"}"#),
+            "RESOURCE_DOES_NOT_EXIST: Run x not found"
+        );
+        let refused = rest_exception(
+            &serde_json::from_str(r#"{"error_code": "403", "message": "Invalid access token."}"#)
+                .unwrap(),
+        );
+        assert_eq!(refused.to_string(), "403: Invalid access token.");
+        assert!(matches!(
+            refused,
+            Error::Remote { ref code, .. } if code == "PERMISSION_DENIED"
+        ));
+        assert_eq!(shown(r#"{"message": "?"}"#), "INTERNAL_ERROR: ?");
+    }
+}

@@ -284,3 +284,36 @@ def test_ray_workers_log_child_runs_through_the_drivers_context(
         assert run.data.params == {"index": str(index)}
         assert run.info.status == "FINISHED"
         assert len(oracle.get_metric_history(run_id, "loss")) == 500
+
+
+def test_mlflow_code_in_the_same_process_sees_what_fastflow_queued(workspace, tmp_path):
+    """With MLflow in the process (the bridge on, as for users), MLflow's own databricks
+    store is bridged: its reads come after the points fastflow queued."""
+    _, proxy = workspace
+    env = _env(tmp_path, DATABRICKS_HOST=proxy.uri, DATABRICKS_TOKEN=TOKEN)
+    done = _run_script(
+        textwrap.dedent(
+            """
+            import json
+            import fastflow
+            import mlflow
+
+            fastflow.set_tracking_uri("databricks")
+            fastflow.set_experiment("/Users/ana@example.com/bridged")
+            with fastflow.start_run() as run:
+                for step in range(2_000):
+                    fastflow.log_metric("loss", float(step), step=step)
+                store = mlflow.tracking._tracking_service.utils._get_store()
+                seen = mlflow.MlflowClient().get_run(run.info.run_id).data.metrics
+                history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss")
+            print(json.dumps([type(store).__name__, seen, len(history)]))
+            """
+        ),
+        env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    store, metrics, points = json.loads(done.stdout.strip().splitlines()[-1])
+    assert store == "FastflowDatabricksRestStore"
+    assert metrics == {"loss": 1999.0}
+    assert points == 2_000
+    _no_token_in(done)

@@ -290,3 +290,28 @@ def test_system_metrics_need_neither_mlflow_nor_psutil(bare, workdir):
     assert "system/cpu_utilization_percentage" in seen["keys"], seen
     assert "system/system_memory_usage_megabytes" in seen["keys"], seen
     assert not seen["active"] and not seen["mlflow"] and not seen["psutil"], seen
+
+
+def test_an_artifact_location_only_mlflow_serves_names_the_extra(bare, workdir):
+    out = _run(
+        bare,
+        """
+        import json, sys
+        import fastflow
+        fastflow.set_tracking_uri("sqlite:///store.db")
+        experiment = fastflow.create_experiment("s3", artifact_location="s3://bucket/prefix")
+        with fastflow.start_run(experiment_id=experiment) as run:
+            fastflow.log_metric("kept", 1.0)
+            try:
+                fastflow.log_text("hello", "notes.txt")
+            except fastflow.MlflowException as e:
+                print(json.dumps({"error": e.message, "code": e.error_code}))
+        metrics = fastflow.get_run(run.info.run_id).data.metrics
+        print(json.dumps({"metrics": metrics, "mlflow": "mlflow" in sys.modules}))
+        """,
+        workdir,
+    )
+    refused, after = (json.loads(line) for line in out.strip().splitlines()[-2:])
+    assert EXTRA in refused["error"] and "s3://bucket/prefix" in refused["error"], refused
+    assert refused["code"] == "INVALID_PARAMETER_VALUE"
+    assert after == {"metrics": {"kept": 1.0}, "mlflow": False}

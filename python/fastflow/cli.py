@@ -22,7 +22,7 @@ import time
 from urllib.parse import unquote
 
 import fastflow._terminal as _terminal
-from fastflow import _bridge, _context, _fastflow
+from fastflow import _bridge, _context, _databricks, _fastflow
 from fastflow.exceptions import MlflowException
 
 OK, FAILED, USAGE = 0, 1, 2
@@ -50,6 +50,14 @@ def sqlite_path(uri: str):
     if not uri.startswith("sqlite:///"):
         return None
     return unquote(uri[len("sqlite:///") :].split("?", 1)[0])
+
+
+def _journals(uri):
+    """The spool's journals of the store at ``uri`` (a workspace's are named after its
+    host, known once its URI is resolved)."""
+    if _databricks.is_workspace_uri(uri) and not _databricks.register(uri):
+        return []
+    return _fastflow._spool_survey(uri)
 
 
 def client_for(args, must_exist: bool = True):
@@ -510,7 +518,7 @@ def _mlflow_opens(uri):
 def cmd_doctor(args) -> int:
     uri = tracking_uri(args)
     # Before anything opens the store here: opening it delivers what the survey reports.
-    journals = _fastflow._spool_survey(uri)
+    journals = _journals(uri)
     on = _terminal.colours_on()
     report = Report(on)
     report.item("info", "tracking URI", f"{_context.redacted(uri)} (from {_source(args)})")
@@ -620,7 +628,7 @@ def _checkpoint(path) -> None:
 def cmd_sync(args) -> int:
     uri = tracking_uri(args)
     # Before the store opens here: opening it starts the delivery.
-    journals = [j for j in _fastflow._spool_survey(uri) if not j[1]]
+    journals = [j for j in _journals(uri) if not j[1]]
     path = sqlite_path(uri)
     if path is not None and not os.path.exists(path):
         raise CommandError(f"no store at {path} (from {_source(args)})")
