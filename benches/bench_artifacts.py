@@ -7,8 +7,11 @@ A training loop keeps logging metrics while another thread logs a large artifact
 checkpoint, say). The loop must not notice: this measures what one ``log_metric`` call costs
 in the loop thread while ``log_artifact`` copies a 100 MB file, against the same loop with no
 copy running, and how long each ``log_artifact`` takes. Both tools run the same script; the
-destinations are a local SQLite store (artifacts in a directory) and one real ``mlflow server
---serve-artifacts`` on 127.0.0.1 (artifacts uploaded through its proxy).
+destinations are a local SQLite store (artifacts in a directory), one real ``mlflow server
+--serve-artifacts`` on 127.0.0.1 (artifacts uploaded through its proxy), and an S3 server
+(moto's) on 127.0.0.1 for an experiment whose artifact location is ``s3://``: there both
+tools run MLflow's own S3 repository (boto3), so its row shows that fastflow calls it
+without holding the GIL any longer than MLflow does.
 
 The loop logs in timed batches (100 calls; 5 for MLflow), paced at about 20,000 calls a
 second: a busy training loop, but one a store can keep up with, so the figure is the cost of
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -51,7 +55,7 @@ from _bench import (  # noqa: E402
     tracking_module,
     verdict,
 )
-from bench_remote import Server  # noqa: E402
+from bench_remote import Server, free_port  # noqa: E402
 
 MAX_CALL_DURING_COPY_NS = 2_000
 # Calls per timed batch: MLflow's calls take milliseconds, so its batches are shorter.
@@ -123,8 +127,16 @@ def worker_beside_a_copy(workdir: str, tool: str, uri: Optional[str], plan: dict
             module.log_artifact(payload, artifact_path=f"{prefix}/{k}")
             into.append(time.perf_counter() - start)
 
+    s3 = plan.get("s3")
+    if s3 is not None:
+        os.environ.update(s3["env"])
+        location = f"s3://{s3['bucket']}/{os.path.basename(workdir)}"
+        module.set_experiment(experiment_id=module.create_experiment("s3", location))
     with module.start_run() as run:
         module.log_metric("warm-up", 0.0)
+        # Loads what the first transfer needs (an S3 client; MLflow itself for fastflow)
+        # before anything is timed.
+        module.log_text("warm-up", "warm-up.txt")
         # First, while the run has no points: beside the loop, a server is also busy taking
         # in the loop's points (fastflow sends far more of them), so copies with nothing else
         # running are what shows the transfer itself.
@@ -163,7 +175,56 @@ class Results:
     mlflow_version: Optional[str] = None
 
 
-DESTINATIONS = ("local store", "mlflow server proxy")
+DESTINATIONS = ("local store", "mlflow server proxy", "S3 server")
+BUCKET = "bench-artifacts"
+
+
+class S3Server:
+    """moto's S3 server on 127.0.0.1, with one bucket."""
+
+    def __init__(self, root: str):
+        self.log = os.path.join(root, "moto.log")
+        self.process = None
+        self.env = {
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+    def start(self) -> None:
+        port = free_port()
+        with open(self.log, "wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.env["MLFLOW_S3_ENDPOINT_URL"] = endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(endpoint, timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError("moto's S3 server did not start") from None
+                time.sleep(0.2)
+        import boto3
+
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+            region_name=self.env["AWS_DEFAULT_REGION"],
+        ).create_bucket(Bucket=BUCKET)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+
 TOOLS = ("fastflow", "mlflow")
 
 
@@ -186,15 +247,20 @@ def measure(plan: Plan, root: str, errors: dict) -> Results:
     server = Server(root, serve_artifacts=True)
     # A fresh server answers its first requests slowly; settled, it serves both tools alike.
     attempt("start mlflow server --serve-artifacts", lambda: start(server))
+    s3 = S3Server(root)
+    attempt("start an S3 server", s3.start)
     try:
         for trial in range(plan.trials):
             for destination in DESTINATIONS:
-                uri = server.uri if destination != "local store" else None
+                uri = server.uri if destination == "mlflow server proxy" else None
+                where = (
+                    {"s3": {"env": s3.env, "bucket": BUCKET}} if destination == "S3 server" else {}
+                )
                 # Alternating who goes first spreads a slow spell of the machine over both.
                 for tool in TOOLS if trial % 2 == 0 else TOOLS[::-1]:
                     figures = res.figures.setdefault((destination, tool), Figures())
 
-                    def one(tool=tool, uri=uri, figures=figures) -> None:
+                    def one(tool=tool, uri=uri, figures=figures, where=where) -> None:
                         out = run_worker(
                             __file__,
                             root,
@@ -206,6 +272,7 @@ def measure(plan: Plan, root: str, errors: dict) -> Results:
                                 "size_mb": plan.size_mb,
                                 "copies": plan.copies,
                                 "idle_s": plan.idle_s,
+                                **where,
                             },
                         )
                         figures.idle_ns += out["idle_ns"]
@@ -219,6 +286,7 @@ def measure(plan: Plan, root: str, errors: dict) -> Results:
                     attempt(f"{tool}, {destination}, trial {trial + 1}", one)
     finally:
         server.stop()
+        s3.stop()
     return res
 
 

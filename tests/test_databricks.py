@@ -317,3 +317,32 @@ def test_mlflow_code_in_the_same_process_sees_what_fastflow_queued(workspace, tm
     assert metrics == {"loss": 1999.0}
     assert points == 2_000
     _no_token_in(done)
+
+
+def test_registry_uris_stay_mlflows(tmp_path):
+    """Unity Catalog registry URIs are MLflow's, through the bridge: the same defaults and
+    settings as MLflow gives for a databricks tracking URI."""
+    script = textwrap.dedent(
+        """
+        import json, sys
+        if sys.argv[1] == "fastflow":
+            import fastflow as mlflow
+        else:
+            import mlflow
+        mlflow.set_tracking_uri("databricks")
+        default = mlflow.get_registry_uri()
+        mlflow.set_registry_uri("databricks-uc://prod")
+        print(json.dumps([default, mlflow.get_registry_uri(), mlflow.get_tracking_uri()]))
+        """
+    )
+    env = _env(tmp_path, DATABRICKS_HOST="http://127.0.0.1:9", DATABRICKS_TOKEN=TOKEN)
+    seen = {}
+    for tool in ("fastflow", "mlflow"):
+        done = _run_script(script, env, tool)
+        assert done.returncode == 0, done.stderr[-3000:]
+        seen[tool] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (
+        seen["fastflow"]
+        == seen["mlflow"]
+        == ["databricks-uc", "databricks-uc://prod", "databricks"]
+    )
