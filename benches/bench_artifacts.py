@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -55,7 +54,12 @@ from _bench import (  # noqa: E402
     tracking_module,
     verdict,
 )
-from bench_remote import Server, free_port  # noqa: E402
+from bench_remote import Server  # noqa: E402
+
+# moto's S3 server: the artifact-store tests' own peer. Appended, so that nothing in tests/
+# shadows an installed package.
+sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from remote_server import S3Server  # noqa: E402
 
 MAX_CALL_DURING_COPY_NS = 2_000
 # Calls per timed batch: MLflow's calls take milliseconds, so its batches are shorter.
@@ -179,52 +183,6 @@ DESTINATIONS = ("local store", "mlflow server proxy", "S3 server")
 BUCKET = "bench-artifacts"
 
 
-class S3Server:
-    """moto's S3 server on 127.0.0.1, with one bucket."""
-
-    def __init__(self, root: str):
-        self.log = os.path.join(root, "moto.log")
-        self.process = None
-        self.env = {
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
-
-    def start(self) -> None:
-        port = free_port()
-        with open(self.log, "wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        self.env["MLFLOW_S3_ENDPOINT_URL"] = endpoint = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(endpoint, timeout=2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError("moto's S3 server did not start") from None
-                time.sleep(0.2)
-        import boto3
-
-        boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
-            region_name=self.env["AWS_DEFAULT_REGION"],
-        ).create_bucket(Bucket=BUCKET)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
-
-
 TOOLS = ("fastflow", "mlflow")
 
 
@@ -247,7 +205,7 @@ def measure(plan: Plan, root: str, errors: dict) -> Results:
     server = Server(root, serve_artifacts=True)
     # A fresh server answers its first requests slowly; settled, it serves both tools alike.
     attempt("start mlflow server --serve-artifacts", lambda: start(server))
-    s3 = S3Server(root)
+    s3 = S3Server(root, BUCKET)
     attempt("start an S3 server", s3.start)
     try:
         for trial in range(plan.trials):

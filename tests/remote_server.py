@@ -1,11 +1,12 @@
 """A real `mlflow server` on 127.0.0.1, and a small proxy in front of it that can refuse
 requests (503 with Retry-After), demand basic auth, or demand a bearer token as a Databricks
-workspace does: the peers of the remote tests."""
+workspace does, and moto's S3 server: the peers of the remote tests (and of the benches)."""
 
 from __future__ import annotations
 
 import base64
 import http.server
+import os
 import socket
 import ssl
 import subprocess
@@ -75,6 +76,62 @@ class MlflowServer:
         if self.process is not None:
             self.process.terminate()
             self.process.wait(timeout=60)
+            self.process = None
+
+
+class S3Server:
+    """moto's S3 server on 127.0.0.1 with one bucket, and the environment MLflow's boto3
+    path reads to reach it."""
+
+    def __init__(self, directory, bucket: str):
+        self.log = os.path.join(directory, "moto.log")
+        self.bucket = bucket
+        self.endpoint = f"http://127.0.0.1:{free_port()}"
+        self.env = {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "MLFLOW_S3_ENDPOINT_URL": self.endpoint,
+        }
+        self.process = None
+
+    def start(self) -> S3Server:
+        port = self.endpoint.rsplit(":", 1)[1]
+        with open(self.log, "wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", port],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(self.endpoint, timeout=2).close()
+                break
+            except OSError as e:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.stop()
+                    with open(self.log, errors="replace") as f:
+                        raise RuntimeError(f"moto server did not start: {f.read()[-2000:]}") from e
+                time.sleep(0.2)
+        self.client().create_bucket(Bucket=self.bucket)
+        return self
+
+    def client(self):
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+            region_name=self.env["AWS_DEFAULT_REGION"],
+        )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
             self.process = None
 
 

@@ -12,12 +12,10 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
-import urllib.request
 
 import pytest
 from conftest import file_tree
-from remote_server import free_port
+from remote_server import S3Server, free_port
 
 BUCKET = "fastflow-artifacts"
 
@@ -102,46 +100,9 @@ def _listing(client, run_id, paths):
 
 @pytest.fixture(scope="module")
 def s3_server(tmp_path_factory):
-    """moto's S3 server on 127.0.0.1, and the environment MLflow's boto3 path reads."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "server.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(endpoint, timeout=2).close()
-            break
-        except OSError as e:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError(f"moto server did not start: {log.read_text()[-2000:]}") from e
-            time.sleep(0.2)
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "MLFLOW_S3_ENDPOINT_URL": endpoint,
-    }
-    import boto3
-
-    boto3.client("s3", endpoint_url=endpoint, **_boto_credentials(env)).create_bucket(Bucket=BUCKET)
-    yield endpoint, env
-    process.terminate()
-    process.wait(timeout=30)
-
-
-def _boto_credentials(env):
-    return {
-        "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
-        "region_name": env["AWS_DEFAULT_REGION"],
-    }
+    server = S3Server(tmp_path_factory.mktemp("moto"), BUCKET).start()
+    yield server
+    server.stop()
 
 
 def _child_env(extra):
@@ -153,7 +114,7 @@ def _child_env(extra):
 def test_s3_artifacts_fastflow_logs_are_what_mlflow_lists_and_downloads(
     s3_server, artifact_sources, tmp_path, mlflow, monkeypatch
 ):
-    endpoint, aws = s3_server
+    aws = s3_server.env
     for name, value in aws.items():
         monkeypatch.setenv(name, value)
     model, reports = artifact_sources
@@ -180,11 +141,9 @@ def test_s3_artifacts_fastflow_logs_are_what_mlflow_lists_and_downloads(
     assert seen["text"] == "trained on 4 GPUs"
     assert seen["table_rows"] == 3
     # The objects are in the bucket where MLflow's layout puts them.
-    import boto3
-
     keys = {
         o["Key"]
-        for o in boto3.client("s3", endpoint_url=endpoint, **_boto_credentials(aws))
+        for o in s3_server.client()
         .list_objects_v2(Bucket=BUCKET, Prefix=f"fastflow-logged/{run_id}/")
         .get("Contents", [])
     }
@@ -195,7 +154,7 @@ def test_s3_artifacts_fastflow_logs_are_what_mlflow_lists_and_downloads(
 def test_s3_artifacts_mlflow_logged_are_what_fastflow_lists_and_downloads(
     s3_server, artifact_sources, tmp_path, mlflow, monkeypatch
 ):
-    _, aws = s3_server
+    aws = s3_server.env
     for name, value in aws.items():
         monkeypatch.setenv(name, value)
     model, reports = artifact_sources
