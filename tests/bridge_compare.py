@@ -37,8 +37,9 @@ TIME_COLUMNS = {
     "creation_timestamp_ms",
     "last_updated_timestamp_ms",
 }
-# MLflow's generated run names ("kind-squid-967"): fastflow draws its own.
-RANDOM_RUN_NAME = re.compile(r"^[a-z]+-[a-z]+-\d{1,3}$")
+# MLflow's generated run names ("kind-squid-967"): fastflow draws its own. Both draw the
+# number from 0 to 1000 inclusive, so it can have four digits.
+RANDOM_RUN_NAME = re.compile(r"^[a-z]+-[a-z]+-\d{1,4}$")
 
 
 class Scenario:
